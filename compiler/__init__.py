@@ -1,0 +1,1 @@
+"""Packaging service: projects, model versions and model packaging jobs."""

@@ -1,0 +1,58 @@
+"""Writes a model bundle: compiled library, golden I/O and a manifest with the sha256 of every file."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from compiler import parity
+from edge_agent.bundle import BUNDLE_FORMAT, MANIFEST_NAME, sha256_file
+
+BUNDLE_ARCHIVE = "model.zip"  # Greengrass unpacks it to {artifacts:decompressedPath}/model
+
+
+def write_golden(bundle_dir: Path, tensor: np.ndarray, outputs: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Store the golden input and the reference outputs; returns the manifest's `golden` section."""
+    golden = bundle_dir / "golden"
+    golden.mkdir(parents=True, exist_ok=True)
+    np.save(golden / "input.npy", tensor)
+    files = {}
+    for i, (name, value) in enumerate(outputs.items()):
+        files[name] = f"golden/output_{i}.npy"
+        np.save(bundle_dir / files[name], value)
+    return {
+        "input": "golden/input.npy",
+        "outputs": files,
+        "reference": "onnxruntime",
+        "atol": parity.ATOL,
+        "rtol": parity.RTOL,
+        "max_mask_mismatch": parity.MAX_MASK_MISMATCH,
+    }
+
+
+def write_manifest(bundle_dir: Path, sections: dict[str, Any]) -> dict[str, Any]:
+    """Hash every file in the folder and write manifest.json; returns the manifest."""
+    files = {
+        p.relative_to(bundle_dir).as_posix(): sha256_file(p)
+        for p in sorted(bundle_dir.rglob("*"))
+        if p.is_file() and p.name != MANIFEST_NAME
+    }
+    manifest = {"format": BUNDLE_FORMAT, **sections, "files": files}
+    (bundle_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return manifest
+
+
+def zip_bundle(bundle_dir: Path, archive: Path) -> Path:
+    """Deterministic zip (sorted entries, fixed timestamps) of the bundle folder."""
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(bundle_dir.rglob("*")):
+            if path.is_file():
+                info = zipfile.ZipInfo(path.relative_to(bundle_dir).as_posix(), date_time=(2020, 1, 1, 0, 0, 0))
+                info.compress_type = zipfile.ZIP_DEFLATED
+                info.external_attr = 0o644 << 16
+                zf.writestr(info, path.read_bytes())
+    return archive

@@ -1,0 +1,194 @@
+"""StartModelPackagingJob / DescribeModelPackagingJob / ListModelPackagingJobs."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from compiler.database import Database
+from compiler.errors import ConflictException, ResourceNotFoundException, ServiceQuotaExceededException
+from compiler.pagination import DEFAULT_PAGE_SIZE, decode_token, encode_token
+from compiler.registry import ACTIVE_JOB_STATES, Registry
+from compiler.settings import Settings
+from compiler.targets import resolve_target
+from compiler.timestamps import to_datetime
+from compiler.worker_pool import WorkerPool
+
+PACKAGING_METHOD = "Greengrass"
+CREATED_MESSAGE = "Job created; waiting for a packaging worker."
+
+
+def component_version_arn(settings: Settings, name: str, version: str) -> str:
+    return f"arn:aws:greengrass:{settings.region}:{settings.account}:components:{name}:versions:{version}"
+
+
+def _pid_is_worker(pid: int | None) -> bool:
+    """True when `pid` is a live packaging worker (checked through /proc, so a reused pid does not count)."""
+    if not pid:
+        return False
+    try:
+        return b"compiler.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+class PackagingJobs:
+    """The three packaging operations plus crash recovery."""
+
+    def __init__(self, settings: Settings, db: Database, registry: Registry, workers: WorkerPool) -> None:
+        self.settings = settings
+        self.db = db
+        self.registry = registry
+        self.workers = workers
+
+    def start_model_packaging_job(
+        self,
+        ProjectName: str,
+        ModelVersion: str,
+        Configuration: dict[str, Any],
+        JobName: str | None = None,
+        Description: str | None = None,
+        **_: Any,
+    ) -> dict[str, Any]:
+        greengrass = Configuration["Greengrass"]
+        resolve_target(greengrass)  # every target rule is checked now, before the job exists
+        job_name = JobName or str(uuid.uuid4())
+        now = time.time()
+        with self.db.transaction() as conn:
+            version = self.registry.resolve_version(conn, ProjectName, ModelVersion)
+            component = greengrass["ComponentName"]
+            component_version = greengrass.get("ComponentVersion") or f"{version}.0.0"
+            if conn.execute("SELECT 1 FROM jobs WHERE project = ? AND name = ?", (ProjectName, job_name)).fetchone():
+                raise ConflictException(
+                    f"A model packaging job named '{job_name}' already exists in project "
+                    f"'{ProjectName}'. Choose another JobName.",
+                    job_name,
+                    "MODEL_PACKAGE_JOB",
+                )
+            if conn.execute(
+                "SELECT 1 FROM components WHERE name = ? AND version = ?", (component, component_version)
+            ).fetchone():
+                raise ConflictException(
+                    f"Component {component} version {component_version} already exists (or is being packaged). "
+                    "Give a new ComponentVersion.",
+                    f"{component}:{component_version}",
+                    "MODEL_PACKAGE_JOB",
+                )
+            active = conn.execute(f"SELECT COUNT(*) FROM jobs WHERE status IN {ACTIVE_JOB_STATES}").fetchone()[0]
+            if active >= self.settings.max_queued_jobs:
+                raise ServiceQuotaExceededException(
+                    f"{active} model packaging jobs are already queued or running (limit "
+                    f"{self.settings.max_queued_jobs}). Wait for some to finish, or raise "
+                    "LOOKOUT_EDGE_MAX_QUEUED_JOBS.",
+                    "model-packaging-jobs-in-progress",
+                )
+            seq = conn.execute(
+                "INSERT INTO jobs (project, name, model_version, configuration, description, status,"
+                " status_message, component_name, component_version, created, updated)"
+                " VALUES (?, ?, ?, ?, ?, 'CREATED', ?, ?, ?, ?, ?)",
+                (
+                    ProjectName,
+                    job_name,
+                    version,
+                    json.dumps(Configuration),
+                    Description,
+                    CREATED_MESSAGE,
+                    component,
+                    component_version,
+                    now,
+                    now,
+                ),
+            ).lastrowid
+            conn.execute(
+                "INSERT INTO components (name, version, arn, job_seq, state, bucket, created) "
+                "VALUES (?, ?, ?, ?, 'RESERVED', ?, ?)",
+                (
+                    component,
+                    component_version,
+                    component_version_arn(self.settings, component, component_version),
+                    seq,
+                    greengrass["S3OutputLocation"]["Bucket"],
+                    now,
+                ),
+            )
+        self.workers.ensure_worker()
+        return {"JobName": job_name}
+
+    def _job_row(self, project: str, job_name: str) -> sqlite3.Row:
+        self.registry.project_row(None, project)
+        rows = self.db.query("SELECT * FROM jobs WHERE project = ? AND name = ?", (project, job_name))
+        if not rows:
+            raise ResourceNotFoundException(
+                f"Model packaging job '{job_name}' does not exist in project '{project}'. "
+                "List jobs with list-model-packaging-jobs.",
+                job_name,
+                "MODEL_PACKAGE_JOB",
+            )
+        return rows[0]
+
+    @staticmethod
+    def _metadata(row: sqlite3.Row) -> dict[str, Any]:
+        result = {
+            "JobName": row["name"],
+            "ProjectName": row["project"],
+            "ModelVersion": str(row["model_version"]),
+            "ModelPackagingMethod": PACKAGING_METHOD,
+            "Status": row["status"],
+            "StatusMessage": row["status_message"],
+            "CreationTimestamp": to_datetime(row["created"]),
+            "LastUpdatedTimestamp": to_datetime(row["updated"]),
+        }
+        if row["description"]:
+            result["ModelPackagingJobDescription"] = row["description"]
+        return result
+
+    def describe_model_packaging_job(self, ProjectName: str, JobName: str) -> dict[str, Any]:
+        self.recover_orphans()
+        row = self._job_row(ProjectName, JobName)
+        description = {**self._metadata(row), "ModelPackagingConfiguration": json.loads(row["configuration"])}
+        if row["output"]:
+            description["ModelPackagingOutputDetails"] = json.loads(row["output"])
+        return {"ModelPackagingDescription": description}
+
+    def list_model_packaging_jobs(
+        self, ProjectName: str, NextToken: str | None = None, MaxResults: int = DEFAULT_PAGE_SIZE
+    ) -> dict[str, Any]:
+        self.recover_orphans()
+        self.registry.project_row(None, ProjectName)
+        scope = f"jobs/{ProjectName}"
+        after = decode_token(scope, NextToken)
+        rows = self.db.query(
+            "SELECT * FROM jobs WHERE project = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+            (ProjectName, after if after is not None else 2**62, MaxResults + 1),
+        )
+        page = rows[:MaxResults]
+        result: dict[str, Any] = {"ModelPackagingJobs": [self._metadata(r) for r in page]}
+        if len(rows) > MaxResults:
+            result["NextToken"] = encode_token(scope, page[-1]["seq"])
+        return result
+
+    def recover_orphans(self) -> None:
+        """Fail RUNNING jobs whose worker died; make sure queued jobs have a worker."""
+        now = time.time()
+        with self.db.transaction() as conn:
+            for row in conn.execute("SELECT * FROM jobs WHERE status = 'RUNNING'").fetchall():
+                if _pid_is_worker(row["worker_pid"]) or row["worker_pid"] == os.getpid():
+                    continue
+                message = (
+                    f"The packaging worker (pid {row['worker_pid']}) stopped while the job was running "
+                    f"(last step: {row['status_message']}). Nothing was published. Start a new "
+                    "packaging job; the worker log is in the data directory's logs/ folder."
+                )
+                conn.execute(
+                    "UPDATE jobs SET status = 'FAILED', status_message = ?, updated = ? WHERE seq = ?",
+                    (message, now, row["seq"]),
+                )
+                conn.execute("DELETE FROM components WHERE job_seq = ? AND state = 'RESERVED'", (row["seq"],))
+            queued = conn.execute("SELECT COUNT(*) FROM jobs WHERE status = 'CREATED'").fetchone()[0]
+        if queued:
+            self.workers.ensure_worker()

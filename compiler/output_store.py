@@ -1,0 +1,56 @@
+"""Where packaged artifacts go: `s3://Bucket/Prefix/...`, embedded as one local folder per bucket."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Protocol
+
+
+def object_key(prefix: str | None, *parts: str) -> str:
+    """Join an S3 prefix ("models/" or "models" or "") and path parts into a key."""
+    head = (prefix or "").rstrip("/")
+    return "/".join([head, *parts]) if head else "/".join(parts)
+
+
+def s3_uri(bucket: str, key: str) -> str:
+    return f"s3://{bucket}/{key}"
+
+
+class OutputStore(Protocol):
+    """The storage a packaging job writes to and `export-component` reads from."""
+
+    def put_file(self, bucket: str, key: str, source: Path) -> str: ...
+
+    def get_file(self, bucket: str, key: str, destination: Path) -> Path: ...
+
+
+class LocalFolderStore:
+    """An S3 stand-in: `<root>/<bucket>/<key>`, written atomically."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _path(self, bucket: str, key: str) -> Path:
+        path = (self.root / bucket / key).resolve()
+        if not path.is_relative_to((self.root / bucket).resolve()):
+            raise ValueError(f"object key {key!r} escapes bucket {bucket!r}")
+        return path
+
+    def put_file(self, bucket: str, key: str, source: Path) -> str:
+        target = self._path(bucket, key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as tmp, source.open("rb") as src:
+            shutil.copyfileobj(src, tmp)
+        os.replace(tmp.name, target)
+        return s3_uri(bucket, key)
+
+    def get_file(self, bucket: str, key: str, destination: Path) -> Path:
+        source = self._path(bucket, key)
+        if not source.is_file():
+            raise FileNotFoundError(f"{s3_uri(bucket, key)} is not in the output store ({source})")
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, destination)
+        return destination

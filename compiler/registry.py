@@ -1,0 +1,266 @@
+"""Projects and model versions: SQLite rows plus content-addressed ONNX blobs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from compiler.database import Database
+from compiler.errors import ConflictException, ResourceNotFoundException, ValidationException
+from compiler.model_contract import ModelSpec, inspect_model
+from compiler.pagination import DEFAULT_PAGE_SIZE, decode_token, encode_token
+from compiler.settings import Settings
+from compiler.timestamps import to_datetime
+from edge_agent.bundle import sha256_file
+
+ACTIVE_JOB_STATES = ("CREATED", "RUNNING")
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """A stored model version."""
+
+    project: str
+    version: int
+    arn: str
+    sha256: str
+    spec: ModelSpec
+    description: str | None
+    created: float
+
+
+class Registry:
+    """Create, describe, list and delete projects and model versions."""
+
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self.settings = settings
+        self.db = db
+
+    # --- ARNs and blobs ----------------------------------------------------------------------
+    def project_arn(self, project: str) -> str:
+        return f"arn:aws:lookoutvision:{self.settings.region}:{self.settings.account}:project/{project}"
+
+    def model_arn(self, project: str, version: int) -> str:
+        return f"arn:aws:lookoutvision:{self.settings.region}:{self.settings.account}:model/{project}/{version}"
+
+    def blob_path(self, sha256: str) -> Path:
+        return self.settings.blob_dir / sha256[:2] / f"{sha256}.onnx"
+
+    def _store_blob(self, source: Path) -> str:
+        """Copy `source` into the blob store atomically; returns its sha256."""
+        self.settings.blob_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=self.settings.blob_dir, delete=False) as tmp, source.open("rb") as src:
+            shutil.copyfileobj(src, tmp)
+            tmp_path = Path(tmp.name)
+        sha = sha256_file(tmp_path)
+        final = self.blob_path(sha)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp_path, final)
+        return sha
+
+    # --- projects ----------------------------------------------------------------------------
+    def project_row(self, conn: sqlite3.Connection | None, project: str) -> sqlite3.Row:
+        sql, params = "SELECT * FROM projects WHERE name = ?", (project,)
+        rows = conn.execute(sql, params).fetchall() if conn else self.db.query(sql, params)
+        if not rows:
+            raise ResourceNotFoundException(
+                f"Project '{project}' does not exist. Create it with create-project.", project, "PROJECT"
+            )
+        return rows[0]
+
+    def _project_metadata(self, row: sqlite3.Row) -> dict[str, Any]:
+        return {"ProjectArn": row["arn"], "ProjectName": row["name"], "CreationTimestamp": to_datetime(row["created"])}
+
+    def create_project(self, ProjectName: str, **_: Any) -> dict[str, Any]:
+        now = time.time()
+        with self.db.transaction() as conn:
+            if conn.execute("SELECT 1 FROM projects WHERE name = ?", (ProjectName,)).fetchone():
+                raise ConflictException(f"Project '{ProjectName}' already exists.", ProjectName, "PROJECT")
+            seq = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM projects").fetchone()[0]
+            conn.execute(
+                "INSERT INTO projects (name, arn, created, seq) VALUES (?, ?, ?, ?)",
+                (ProjectName, self.project_arn(ProjectName), now, seq),
+            )
+            row = self.project_row(conn, ProjectName)
+        return {"ProjectMetadata": self._project_metadata(row)}
+
+    def describe_project(self, ProjectName: str) -> dict[str, Any]:
+        row = self.project_row(None, ProjectName)
+        models = self.db.query("SELECT * FROM models WHERE project = ? ORDER BY version DESC", (ProjectName,))
+        return {
+            "ProjectDescription": {**self._project_metadata(row), "Models": [self._model_metadata(m) for m in models]}
+        }
+
+    def list_projects(self, NextToken: str | None = None, MaxResults: int = DEFAULT_PAGE_SIZE) -> dict[str, Any]:
+        after = decode_token("projects", NextToken)
+        rows = self.db.query(
+            "SELECT * FROM projects WHERE seq < ? ORDER BY seq DESC LIMIT ?",
+            (after if after is not None else 2**62, MaxResults + 1),
+        )
+        page = rows[:MaxResults]
+        result: dict[str, Any] = {"Projects": [self._project_metadata(r) for r in page]}
+        if len(rows) > MaxResults:
+            result["NextToken"] = encode_token("projects", page[-1]["seq"])
+        return result
+
+    def delete_project(self, ProjectName: str, **_: Any) -> dict[str, Any]:
+        with self.db.transaction() as conn:
+            row = self.project_row(conn, ProjectName)
+            self._refuse_if_jobs_active(conn, ProjectName, None)
+            conn.execute("DELETE FROM projects WHERE name = ?", (ProjectName,))
+        return {"ProjectArn": row["arn"]}
+
+    def _refuse_if_jobs_active(self, conn: sqlite3.Connection, project: str, version: int | None) -> None:
+        sql = f"SELECT name FROM jobs WHERE project = ? AND status IN {ACTIVE_JOB_STATES}"
+        params: tuple = (project,)
+        if version is not None:
+            sql, params = sql + " AND model_version = ?", (project, version)
+        active = [r["name"] for r in conn.execute(sql, params)]
+        if active:
+            what = f"model version {version} of project '{project}'" if version else f"project '{project}'"
+            raise ConflictException(
+                f"Cannot delete {what} while model packaging jobs are running: {', '.join(active)}. "
+                "Wait until they finish (describe-model-packaging-job) and try again.",
+                project if version is None else f"{project}/{version}",
+                "PROJECT" if version is None else "MODEL",
+            )
+
+    # --- models ------------------------------------------------------------------------------
+    def _model_metadata(self, row: sqlite3.Row) -> dict[str, Any]:
+        result = {
+            "ModelVersion": str(row["version"]),
+            "ModelArn": row["arn"],
+            "CreationTimestamp": to_datetime(row["created"]),
+            "Status": "TRAINED",
+            "ModelType": row["model_type"],
+        }
+        if row["description"]:
+            result["Description"] = row["description"]
+        return result
+
+    def resolve_version(self, conn: sqlite3.Connection | None, project: str, version: str) -> int:
+        """A ModelVersion string ("3" or "latest") → an existing version number."""
+        self.project_row(conn, project)
+        if version == "latest":
+            sql, params = "SELECT MAX(version) FROM models WHERE project = ?", (project,)
+        else:
+            sql, params = "SELECT version FROM models WHERE project = ? AND version = ?", (project, int(version))
+        rows = conn.execute(sql, params).fetchall() if conn else self.db.query(sql, params)
+        if not rows or rows[0][0] is None:
+            raise ResourceNotFoundException(
+                f"Model version '{version}' does not exist in project '{project}'. "
+                "Import a model with create-model, or list versions with list-models.",
+                f"{project}/{version}",
+                "MODEL",
+            )
+        return int(rows[0][0])
+
+    def get_model(self, project: str, version: str) -> ModelVersion:
+        number = self.resolve_version(None, project, version)
+        row = self.db.query("SELECT * FROM models WHERE project = ? AND version = ?", (project, number))[0]
+        return ModelVersion(
+            project=project,
+            version=number,
+            arn=row["arn"],
+            sha256=row["sha256"],
+            spec=ModelSpec.from_dict(json.loads(row["metadata"])),
+            description=row["description"],
+            created=row["created"],
+        )
+
+    def create_model(
+        self,
+        ProjectName: str,
+        ModelFile: str,
+        ModelType: str | None = None,
+        ModelMetadata: dict[str, Any] | None = None,
+        Description: str | None = None,
+        **_: Any,
+    ) -> dict[str, Any]:
+        self.project_row(None, ProjectName)
+        source = Path(ModelFile).expanduser()
+        if not source.is_file():
+            raise ValidationException(
+                f"Value '{ModelFile}' at 'modelFile' failed to satisfy constraint: "
+                "the file does not exist or is not a regular file."
+            )
+        try:
+            model = onnx.load(str(source), load_external_data=False)
+        except Exception as exc:  # onnx raises DecodeError and friends
+            raise ValidationException(f"The model file '{ModelFile}' could not be read as ONNX: {exc}") from exc
+        if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+            raise ValidationException(
+                "The model stores weights in external data files; save it as one .onnx "
+                "file (onnx.save(model, path, save_as_external_data=False))."
+            )
+        spec = inspect_model(model, ModelType, ModelMetadata or {})
+        sha = self._store_blob(source)
+        now = time.time()
+        with self.db.transaction() as conn:
+            self.project_row(conn, ProjectName)
+            version = conn.execute(
+                "SELECT COALESCE(MAX(version), 0) + 1 FROM models WHERE project = ?", (ProjectName,)
+            ).fetchone()[0]
+            conn.execute(
+                "INSERT INTO models (project, version, arn, sha256, model_type, metadata, description, created) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    ProjectName,
+                    version,
+                    self.model_arn(ProjectName, version),
+                    sha,
+                    spec.model_type,
+                    json.dumps(spec.to_dict()),
+                    Description,
+                    now,
+                ),
+            )
+            row = conn.execute(
+                "SELECT * FROM models WHERE project = ? AND version = ?", (ProjectName, version)
+            ).fetchone()
+        return {"ModelMetadata": self._model_metadata(row)}
+
+    def describe_model(self, ProjectName: str, ModelVersion: str) -> dict[str, Any]:
+        model = self.get_model(ProjectName, ModelVersion)
+        row = self.db.query("SELECT * FROM models WHERE project = ? AND version = ?", (ProjectName, model.version))[0]
+        description = {
+            **self._model_metadata(row),
+            "ModelSha256": model.sha256,
+            "StatusMessage": "Imported from ONNX; ready to package.",
+            "ModelMetadata": {
+                k: v for k, v in model.spec.to_dict().items() if k not in ("model_type", "input_name", "outputs")
+            },
+        }
+        return {"ModelDescription": description}
+
+    def list_models(
+        self, ProjectName: str, NextToken: str | None = None, MaxResults: int = DEFAULT_PAGE_SIZE
+    ) -> dict[str, Any]:
+        self.project_row(None, ProjectName)
+        after = decode_token(f"models/{ProjectName}", NextToken)
+        rows = self.db.query(
+            "SELECT * FROM models WHERE project = ? AND version < ? ORDER BY version DESC LIMIT ?",
+            (ProjectName, after if after is not None else 2**62, MaxResults + 1),
+        )
+        page = rows[:MaxResults]
+        result: dict[str, Any] = {"Models": [self._model_metadata(r) for r in page]}
+        if len(rows) > MaxResults:
+            result["NextToken"] = encode_token(f"models/{ProjectName}", page[-1]["version"])
+        return result
+
+    def delete_model(self, ProjectName: str, ModelVersion: str, **_: Any) -> dict[str, Any]:
+        with self.db.transaction() as conn:
+            version = self.resolve_version(conn, ProjectName, ModelVersion)
+            self._refuse_if_jobs_active(conn, ProjectName, version)
+            arn = self.model_arn(ProjectName, version)
+            conn.execute("DELETE FROM models WHERE project = ? AND version = ?", (ProjectName, version))
+        return {"ModelArn": arn}

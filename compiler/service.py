@@ -1,0 +1,108 @@
+"""The packaging service: validates each request against the API model, then runs the operation."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+from compiler import timestamps
+from compiler.api_model import OPERATIONS
+from compiler.catalog import ComponentCatalog
+from compiler.database import Database
+from compiler.errors import ConflictException
+from compiler.jobs import PackagingJobs
+from compiler.output_store import LocalFolderStore
+from compiler.registry import Registry
+from compiler.settings import Settings
+from compiler.validation import check_request
+from compiler.worker_pool import WorkerPool
+
+CLIENT_TOKEN_TTL = 8 * 3600  # ClientToken idempotency window, as in Lookout for Vision
+
+
+def operation_method(operation: str) -> str:
+    """StartModelPackagingJob → start_model_packaging_job (boto3's naming)."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", operation).lower()
+
+
+class Service:
+    """All operations of the API model, one method each (boto3 names), behind `call`."""
+
+    def __init__(self, settings: Settings, recover: bool = True) -> None:
+        self.settings = settings
+        self.db = Database(settings.database_path)
+        self.output_store = LocalFolderStore(settings.buckets_dir)
+        self.workers = WorkerPool(settings)
+        self.registry = Registry(settings, self.db)
+        self.jobs = PackagingJobs(settings, self.db, self.registry, self.workers)
+        self.catalog = ComponentCatalog(self.db, self.output_store)
+        if recover:
+            self.jobs.recover_orphans()
+
+    def _handler(self, operation: str) -> Callable[..., dict[str, Any]]:
+        method = operation_method(operation)
+        for part in (self.registry, self.jobs, self.catalog):
+            if hasattr(part, method):
+                return getattr(part, method)
+        raise AssertionError(f"no handler for {operation}")  # the API model and the code disagree
+
+    def call(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Validate `params` against the model and run `operation`, honouring ClientToken idempotency."""
+        check_request(operation, params)
+        handler = self._handler(operation)
+        token_member = OPERATIONS[operation].get("idempotency")
+        token = params.get(token_member) if token_member else None
+        if not token:
+            return handler(**params)
+        request_hash = hashlib.sha256(
+            json.dumps({k: v for k, v in params.items() if k != token_member}, sort_keys=True, default=str).encode()
+        ).hexdigest()
+        cached = self._claim_token(operation, token, request_hash)
+        if cached is not None:
+            return cached
+        try:
+            result = handler(**params)
+        except BaseException:
+            with self.db.transaction() as conn:
+                conn.execute("DELETE FROM client_tokens WHERE operation = ? AND token = ?", (operation, token))
+            raise
+        with self.db.transaction() as conn:
+            conn.execute(
+                "UPDATE client_tokens SET result = ? WHERE operation = ? AND token = ?",
+                (timestamps.dumps(result), operation, token),
+            )
+        return result
+
+    def _claim_token(self, operation: str, token: str, request_hash: str) -> dict[str, Any] | None:
+        """The earlier result for a replayed token, or None after recording this request as in progress."""
+        now = time.time()
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM client_tokens WHERE created < ?", (now - CLIENT_TOKEN_TTL,))
+            row = conn.execute(
+                "SELECT * FROM client_tokens WHERE operation = ? AND token = ?", (operation, token)
+            ).fetchone()
+            if row is None:
+                conn.execute(
+                    "INSERT INTO client_tokens (operation, token, request_hash, result, created) "
+                    "VALUES (?, ?, ?, '', ?)",
+                    (operation, token, request_hash, now),
+                )
+                return None
+        if row["request_hash"] != request_hash:
+            raise ConflictException(
+                f"ClientToken '{token}' was already used with different parameters in the "
+                "last 8 hours. Use a new ClientToken for a different request.",
+                token,
+                "MODEL_PACKAGE_JOB" if "Packaging" in operation else "PROJECT",
+            )
+        if not row["result"]:
+            raise ConflictException(
+                f"A request with ClientToken '{token}' is still in progress.",
+                token,
+                "MODEL_PACKAGE_JOB" if "Packaging" in operation else "PROJECT",
+            )
+        return timestamps.loads(row["result"])  # type: ignore[return-value]

@@ -1,0 +1,58 @@
+"""Where the service keeps its data, and the names it mints (region, account): one place for defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DATA_DIR_ENV = "LOOKOUT_EDGE_DATA_DIR"
+REGION_ENV = "LOOKOUT_EDGE_REGION"
+ACCOUNT_ENV = "LOOKOUT_EDGE_ACCOUNT"
+MAX_WORKERS_ENV = "LOOKOUT_EDGE_MAX_WORKERS"
+MAX_QUEUED_ENV = "LOOKOUT_EDGE_MAX_QUEUED_JOBS"
+DEFAULT_REGION = "us-east-1"
+DEFAULT_ACCOUNT = "000000000000"  # local installs have no AWS account; twelve zeros keep ARNs well-formed
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Service settings; `from_env` applies flag > environment variable > default."""
+
+    data_dir: Path
+    region: str = DEFAULT_REGION
+    account: str = DEFAULT_ACCOUNT
+    max_workers: int = 1  # compiling is CPU-bound: one job at a time on a laptop
+    max_queued_jobs: int = 16  # CREATED + RUNNING jobs across all projects
+
+    @classmethod
+    def from_env(cls, data_dir: str | Path | None = None) -> Settings:
+        chosen = data_dir or os.environ.get(DATA_DIR_ENV) or Path.home() / ".lookout-edge"
+        return cls(
+            data_dir=Path(chosen).expanduser().resolve(),
+            region=os.environ.get(REGION_ENV, DEFAULT_REGION),
+            account=os.environ.get(ACCOUNT_ENV, DEFAULT_ACCOUNT),
+            max_workers=int(os.environ.get(MAX_WORKERS_ENV, "1")),
+            max_queued_jobs=int(os.environ.get(MAX_QUEUED_ENV, "16")),
+        )
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "registry.sqlite3"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def buckets_dir(self) -> Path:
+        """The embedded output store: one folder per S3 bucket name."""
+        return self.data_dir / "buckets"
+
+    @property
+    def workers_dir(self) -> Path:
+        return self.data_dir / "workers"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.data_dir / "logs"

@@ -1,0 +1,167 @@
+"""Resolves a packaging request's TargetDevice / TargetPlatform / CompilerOptions into a build target."""
+
+from __future__ import annotations
+
+import ast
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import regex
+
+from compiler.errors import ValidationException
+
+CPU_OPTION_KEYS = ("mcpu", "mattr")
+NVIDIA_OPTION_KEYS = ("gpu-code", "trt-ver", "cuda-ver")
+DEFAULT_MCPU = {"x86_64": "core-avx2", "aarch64": "generic"}
+LLVM_TRIPLES = {"x86_64": "x86_64-linux-gnu", "aarch64": "aarch64-linux-gnu"}
+GREENGRASS_ARCHITECTURES = {"x86_64": "amd64", "aarch64": "aarch64"}
+MATTR_PATTERN = regex.compile(r"[+-][A-Za-z0-9_.\-]+")
+# Targets this service builds today; the others are validated fully, then refused with this list.
+BUILDABLE = {("x86_64", None)}
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """A fully resolved build target."""
+
+    arch: str  # x86_64 | aarch64
+    accelerator: str | None  # None (CPU) | "nvidia"
+    mcpu: str | None = None
+    mattr: list[str] = field(default_factory=list)
+    gpu_code: str | None = None
+    trt_ver: str | None = None
+    cuda_ver: str | None = None
+    os: str = "linux"
+
+    @property
+    def llvm_triple(self) -> str:
+        return LLVM_TRIPLES[self.arch]
+
+    @property
+    def greengrass_architecture(self) -> str:
+        return GREENGRASS_ARCHITECTURES[self.arch]
+
+    def llvm_target(self) -> dict[str, Any]:
+        """The TVM target dict for host code."""
+        target: dict[str, Any] = {"kind": "llvm", "mtriple": self.llvm_triple}
+        if self.mcpu:
+            target["mcpu"] = self.mcpu
+        if self.mattr:
+            target["mattr"] = list(self.mattr)
+        return target
+
+    def describe(self) -> str:
+        extra = f" {self.mcpu}" if self.mcpu else ""
+        extra += f" {','.join(self.mattr)}" if self.mattr else ""
+        device = f"NVIDIA {self.gpu_code}" if self.accelerator else "CPU"
+        return f"Linux {self.arch} {device}{extra}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **asdict(self),
+            "llvm_triple": self.llvm_triple,
+            "greengrass_architecture": self.greengrass_architecture,
+        }
+
+
+def _invalid(message: str) -> ValidationException:
+    return ValidationException(f"Invalid Configuration.Greengrass: {message}")
+
+
+def parse_compiler_options(text: str) -> dict[str, Any]:
+    """CompilerOptions is a JSON object in a string; the single-quoted form of AWS's docs is accepted too.
+
+    The fallback uses `ast.literal_eval`, which only reads literals and never runs code.
+    """
+    try:
+        options = json.loads(text)
+    except json.JSONDecodeError:
+        try:
+            options = ast.literal_eval(text)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            raise _invalid(
+                f'CompilerOptions must be a JSON object in a string, e.g. \'{{"mcpu": "core-avx2"}}\'; '
+                f"could not parse {text!r}."
+            ) from None
+    if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
+        raise _invalid(f"CompilerOptions must be a JSON object with string keys, got {type(options).__name__}.")
+    return options
+
+
+def _string_option(options: dict[str, Any], key: str) -> str | None:
+    value = options.get(key)
+    if value is not None and (not isinstance(value, str) or not value):
+        raise _invalid(f"compiler option '{key}' must be a non-empty string, got {value!r}.")
+    return value
+
+
+def _check_mcpu(mcpu: str, arch: str) -> None:
+    import tvm.target.codegen as codegen  # deferred: importing TVM costs about a second
+
+    if not codegen.llvm_is_valid_cpu(mcpu, LLVM_TRIPLES[arch]):
+        raise _invalid(
+            f"compiler option 'mcpu' value '{mcpu}' is not a CPU LLVM knows for {arch} "
+            f"(for example: {DEFAULT_MCPU[arch]}, skylake-avx512, znver3 on x86_64; cortex-a72, carmel on ARM64)."
+        )
+
+
+def _cpu_options(options: dict[str, Any], arch: str) -> tuple[str, list[str]]:
+    mcpu = _string_option(options, "mcpu") or DEFAULT_MCPU[arch]
+    _check_mcpu(mcpu, arch)
+    mattr = options.get("mattr", [])
+    if not isinstance(mattr, list) or not all(isinstance(m, str) and MATTR_PATTERN.fullmatch(m) for m in mattr):
+        raise _invalid(
+            f'compiler option \'mattr\' must be a list of CPU features like ["+neon", "-sve"], got {mattr!r}.'
+        )
+    return mcpu, mattr
+
+
+def _nvidia_options(options: dict[str, Any]) -> tuple[str, str, str]:
+    missing = [k for k in NVIDIA_OPTION_KEYS if k not in options]
+    if missing:
+        raise _invalid(
+            f"Accelerator NVIDIA needs the compiler options {', '.join(NVIDIA_OPTION_KEYS)}; missing "
+            f'{", ".join(missing)}. Example: {{"gpu-code": "sm_72", "trt-ver": "8.5.2", "cuda-ver": "11.4"}}.'
+        )
+    values = tuple(_string_option(options, k) for k in NVIDIA_OPTION_KEYS)
+    return values  # type: ignore[return-value]
+
+
+def resolve_target(greengrass: dict[str, Any]) -> TargetSpec:
+    """Apply the packaging rules: TargetDevice xor TargetPlatform, and the options each allows."""
+    device, platform = greengrass.get("TargetDevice"), greengrass.get("TargetPlatform")
+    options_text = greengrass.get("CompilerOptions")
+    if device and platform:
+        raise _invalid("give either TargetDevice or TargetPlatform, not both.")
+    if not device and not platform:
+        raise _invalid("give TargetDevice (jetson_xavier) or TargetPlatform ({Os, Arch[, Accelerator]}).")
+    if device:
+        if options_text is not None:
+            raise _invalid("CompilerOptions must not be given with TargetDevice; the device defines them.")
+        target = TargetSpec(arch="aarch64", accelerator="nvidia", gpu_code="sm_72", trt_ver="8.5.2", cuda_ver="11.4")
+    else:
+        arch = "x86_64" if platform["Arch"] == "X86_64" else "aarch64"
+        accelerator = "nvidia" if platform.get("Accelerator") == "NVIDIA" else None
+        options = parse_compiler_options(options_text) if options_text is not None else {}
+        allowed = NVIDIA_OPTION_KEYS if accelerator else CPU_OPTION_KEYS
+        unknown = sorted(set(options) - set(allowed))
+        if unknown:
+            kind = "NVIDIA" if accelerator else "CPU"
+            raise _invalid(
+                f"unknown compiler option(s) {', '.join(unknown)} for a {kind} target; allowed: {', '.join(allowed)}."
+            )
+        if accelerator:
+            gpu_code, trt_ver, cuda_ver = _nvidia_options(options)
+            target = TargetSpec(
+                arch=arch, accelerator=accelerator, gpu_code=gpu_code, trt_ver=trt_ver, cuda_ver=cuda_ver
+            )
+        else:
+            mcpu, mattr = _cpu_options(options, arch)
+            target = TargetSpec(arch=arch, accelerator=None, mcpu=mcpu, mattr=mattr)
+    if (target.arch, target.accelerator) not in BUILDABLE:
+        raise _invalid(
+            f"the target {target.describe()} is not supported by this packaging service yet; "
+            'supported now: TargetPlatform {"Os": "LINUX", "Arch": "X86_64"} (CPU).'
+        )
+    return target

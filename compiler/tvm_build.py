@@ -1,0 +1,43 @@
+"""ONNX → TVM Relax → compiled, exported shared library for one target."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+
+from compiler.model_contract import ModelSpec
+from compiler.targets import TargetSpec
+
+LIBRARY_NAME = "model.so"
+
+
+def tvm_version() -> str:
+    import tvm
+
+    return tvm.__version__
+
+
+def pin_input_shape(model: onnx.ModelProto, spec: ModelSpec) -> onnx.ModelProto:
+    """A copy of `model` whose image input is static [1, 3, H, W] (TVM and TensorRT want static shapes)."""
+    pinned = onnx.ModelProto()
+    pinned.CopyFrom(model)
+    shape = [1, 3, *spec.input_size]
+    for value in pinned.graph.input:
+        if value.name == spec.input_name:
+            for dim, size in zip(value.type.tensor_type.shape.dim, shape, strict=True):
+                dim.Clear()
+                dim.dim_value = size
+    return pinned
+
+
+def compile_model(model: onnx.ModelProto, spec: ModelSpec, target: TargetSpec, out_dir: Path) -> Path:
+    """Compile the pinned model for `target` and export it; returns the library path."""
+    import tvm
+    from tvm.relax.frontend.onnx import from_onnx
+
+    mod = from_onnx(model, shape_dict={spec.input_name: [1, 3, *spec.input_size]}, keep_params_in_input=False)
+    executable = tvm.compile(mod, tvm.target.Target(target.llvm_target()))
+    library = out_dir / LIBRARY_NAME
+    executable.export_library(str(library))
+    return library

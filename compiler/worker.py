@@ -1,0 +1,95 @@
+"""The packaging worker process: claims queued jobs one at a time and runs the pipeline.
+
+Started detached by `WorkerPool.ensure_worker`; exits when the queue is empty.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import time
+import traceback
+
+from compiler.database import Database
+from compiler.pipeline import PackagingFailure, run_pipeline
+from compiler.service import Service
+from compiler.settings import Settings
+
+log = logging.getLogger("lookout_edge.worker")
+
+
+def _claim_next(db: Database) -> int | None:
+    with db.transaction() as conn:
+        row = conn.execute("SELECT seq FROM jobs WHERE status = 'CREATED' ORDER BY seq LIMIT 1").fetchone()
+        if row is None:
+            return None
+        conn.execute(
+            "UPDATE jobs SET status = 'RUNNING', status_message = 'Starting.', worker_pid = ?, updated = ? "
+            "WHERE seq = ?",
+            (os.getpid(), time.time(), row["seq"]),
+        )
+        return row["seq"]
+
+
+def _finish(db: Database, seq: int, status: str, message: str, output: dict | None) -> None:
+    with db.transaction() as conn:
+        conn.execute(
+            "UPDATE jobs SET status = ?, status_message = ?, output = ?, updated = ? WHERE seq = ?",
+            (status, message, json.dumps(output) if output else None, time.time(), seq),
+        )
+        if status == "FAILED":
+            conn.execute("DELETE FROM components WHERE job_seq = ? AND state = 'RESERVED'", (seq,))
+
+
+def drain_queue(service: Service) -> int:
+    """Run queued jobs until none is left; returns how many ran."""
+    ran = 0
+    while (seq := _claim_next(service.db)) is not None:
+        ran += 1
+        try:
+            output = run_pipeline(service, seq)
+        except PackagingFailure as exc:
+            _finish(service.db, seq, "FAILED", str(exc), None)
+        except Exception as exc:
+            log.error("job %s crashed:\n%s", seq, traceback.format_exc())
+            _finish(
+                service.db,
+                seq,
+                "FAILED",
+                f"Internal error while packaging: {type(exc).__name__}: {exc}. "
+                "See the worker log in the data directory's logs/ folder.",
+                None,
+            )
+        else:
+            _finish(
+                service.db,
+                seq,
+                "SUCCEEDED",
+                "Packaging succeeded. Deploy the component with greengrass-cli "
+                "(export-component writes the local layout) or a cloud deployment.",
+                output,
+            )
+    return ran
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="lookout-edge packaging worker (started by the service)")
+    parser.add_argument("--data-dir", required=True)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(levelname)s %(message)s")
+    service = Service(Settings.from_env(args.data_dir), recover=False)
+    pool = service.workers
+    while True:
+        with pool.slot() as index:
+            if index is None:
+                return  # the pool is full; a running worker will take the queued jobs
+            drain_queue(service)
+        # A job queued after the last claim but while this worker held its slot would otherwise wait.
+        if not service.db.query("SELECT 1 FROM jobs WHERE status = 'CREATED' LIMIT 1"):
+            return
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""Model bundles: the folder (or zip) a packaging job writes, its manifest, and its verification."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MANIFEST_NAME = "manifest.json"
+BUNDLE_FORMAT = "lookout-edge-bundle/1"
+
+
+class BundleError(Exception):
+    """A bundle that is missing, malformed, or whose files do not match the manifest."""
+
+
+def file_sha256(path: Path) -> bytes:
+    """The raw SHA-256 digest of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.digest()
+
+
+def sha256_file(path: Path) -> str:
+    return file_sha256(path).hex()
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A verified, unpacked bundle."""
+
+    root: Path
+    manifest: dict[str, Any]
+
+    @property
+    def component_name(self) -> str:
+        return self.manifest["component"]["name"]
+
+    @property
+    def component_version(self) -> str:
+        return self.manifest["component"]["version"]
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return self.manifest["model"]["spec"]
+
+    @property
+    def library(self) -> Path:
+        return self.root / self.manifest["compiler"]["library"]
+
+    @property
+    def output_names(self) -> list[str]:
+        return self.manifest["outputs"]
+
+
+def read_manifest(root: Path) -> dict[str, Any]:
+    path = root / MANIFEST_NAME
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise BundleError(f"{path} is missing: not a model bundle folder") from None
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{path} is not valid JSON: {exc}") from None
+    if manifest.get("format") != BUNDLE_FORMAT:
+        raise BundleError(f"{path}: unsupported bundle format {manifest.get('format')!r}, expected {BUNDLE_FORMAT}")
+    return manifest
+
+
+def verify_bundle(root: Path) -> Bundle:
+    """Check every file against the manifest's sha256 before anything is loaded."""
+    manifest = read_manifest(root)
+    for relative, expected in manifest["files"].items():
+        path = root / relative
+        if not path.is_file():
+            raise BundleError(f"{relative} is listed in the manifest but missing from {root}")
+        actual = sha256_file(path)
+        if actual != expected:
+            raise BundleError(
+                f"{relative} has sha256 {actual}, the manifest says {expected}: the bundle was "
+                "modified or corrupted; redeploy the component"
+            )
+    return Bundle(root=root, manifest=manifest)
+
+
+def unpack_bundle(archive: Path, destination: Path) -> Path:
+    """Unpack a bundle zip (refusing paths that escape `destination`); returns the bundle folder."""
+    with zipfile.ZipFile(archive) as zf:
+        for member in zf.namelist():
+            target = (destination / member).resolve()
+            if not target.is_relative_to(destination.resolve()):
+                raise BundleError(f"{archive}: entry {member!r} would be written outside the bundle folder")
+        zf.extractall(destination)
+    return destination

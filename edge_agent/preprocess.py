@@ -1,0 +1,49 @@
+"""Image preprocessing from manifest metadata: OpenCV resize, scale, normalise, HWC→NCHW."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+INTERPOLATIONS = {
+    "nearest": cv2.INTER_NEAREST,
+    "linear": cv2.INTER_LINEAR,
+    "cubic": cv2.INTER_CUBIC,
+    "area": cv2.INTER_AREA,
+}
+
+
+@dataclass(frozen=True)
+class Preprocessor:
+    """Turns packed RGB888 images into the model's float32 NCHW input."""
+
+    height: int
+    width: int
+    interpolation: int
+    scale: np.ndarray  # per channel: scale / std
+    offset: np.ndarray  # per channel: -mean / std
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> Preprocessor:
+        height, width = spec["input_size"]
+        mean = np.asarray(spec["mean"] if spec["normalize"] else [0.0, 0.0, 0.0], dtype=np.float32)
+        std = np.asarray(spec["std"] if spec["normalize"] else [1.0, 1.0, 1.0], dtype=np.float32)
+        return cls(
+            height=height,
+            width=width,
+            interpolation=INTERPOLATIONS[spec["interpolation"]],
+            scale=(np.float32(spec["scale"]) / std).astype(np.float32),
+            offset=(-mean / std).astype(np.float32),
+        )
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        """(H, W, 3) uint8 RGB → (1, 3, height, width) float32."""
+        if rgb.shape[:2] != (self.height, self.width):
+            rgb = cv2.resize(rgb, (self.width, self.height), interpolation=self.interpolation)
+        x = rgb.astype(np.float32)
+        x *= self.scale
+        x += self.offset
+        return np.ascontiguousarray(x.transpose(2, 0, 1))[None]
