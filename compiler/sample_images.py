@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -92,3 +93,22 @@ def held_out_set(count_per_class: int, seed: int, texture_name: str = "brick") -
         img, mask = add_defect(base, kind, rng)
         samples.append(SampleImage(f"{kind}_{i:02d}", img, True, mask))
     return samples
+
+
+def write_samples(samples: list[SampleImage], out_dir: Path) -> list[Path]:
+    """Save samples as PNG files named after them (normal_*, scratch_*, blob_*, missing_patch_*)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for sample in samples:
+        path = out_dir / f"{sample.name}.png"
+        cv2.imwrite(str(path), cv2.cvtColor(sample.rgb, cv2.COLOR_RGB2BGR))
+        paths.append(path)
+    return paths
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """An image file as packed RGB888 (H, W, 3) uint8."""
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ValueError(f"{path} is not an image OpenCV can read")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

@@ -1,0 +1,63 @@
+"""Commands beyond the AWS API: build the bundled reference model, score images with a packaged bundle."""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from compiler.reference_model import build_reference_model
+from compiler.sample_images import held_out_set, read_rgb, write_samples
+
+
+def _build_reference_model(args: argparse.Namespace) -> int:
+    out = Path(args.output)
+    model = build_reference_model(out, seed=args.seed)
+    samples = write_samples(held_out_set(args.samples, seed=1000 + args.seed), out / "samples")
+    print(f"model:    {model.model_path}")
+    print(f"metadata: {model.metadata_path}")
+    print(f"samples:  {len(samples)} images in {out / 'samples'}")
+    return 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    from edge_agent.model_runner import LoadedModel, open_bundle
+
+    images = [
+        p for arg in args.images for p in (sorted(Path(arg).glob("*.png")) if Path(arg).is_dir() else [Path(arg)])
+    ]
+    with tempfile.TemporaryDirectory() as unpack:
+        model = LoadedModel(open_bundle(Path(args.bundle), Path(unpack)))
+        print(f"{'image':<28} {'score':>6}  {'threshold':>9}  result     confidence")
+        for path in images:
+            result = model.detect(read_rgb(path), args.threshold)
+            verdict = "ANOMALOUS" if result.is_anomalous else "normal"
+            print(
+                f"{path.name:<28} {result.anomaly_score:6.3f}  {result.anomaly_threshold:9.3f}  "
+                f"{verdict:<10} {result.confidence:.3f}"
+            )
+    return 0
+
+
+def add_parsers(subparsers: argparse._SubParsersAction) -> None:
+    build = subparsers.add_parser(
+        "build-reference-model",
+        help="build the bundled reference model (ONNX + metadata + sample images)",
+        description="Builds the ResNet-18-sized PaDiM-style reference model from code (no downloads), fits it on "
+        "normal brick-texture images, and writes held-out normal and defective sample images.",
+    )
+    build.add_argument("--output", required=True, help="folder to write model.onnx, metadata.json and samples/")
+    build.add_argument("--seed", type=int, default=0, help="seed for weights and images (default 0)")
+    build.add_argument("--samples", type=int, default=4, help="sample images per class (default 4)")
+    build.set_defaults(run=_build_reference_model)
+
+    score = subparsers.add_parser(
+        "score",
+        help="score images with a packaged model bundle (model.zip or its folder)",
+        description="Loads the compiled module of a bundle with the TVM runtime (after checking every file's "
+        "sha256) and prints each image's anomaly score.",
+    )
+    score.add_argument("--bundle", required=True, help="model.zip from the artifacts, or an unpacked bundle folder")
+    score.add_argument("--threshold", type=float, help="override the model's anomaly threshold (0..1)")
+    score.add_argument("images", nargs="+", help="image files, or folders of *.png")
+    score.set_defaults(run=_score)
