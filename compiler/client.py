@@ -31,7 +31,7 @@ class Client:
         return self.service.call(operation, params)
 
 
-def _make_method(operation: str):  # noqa: ANN202 - returns a bound-method factory
+def _make_method(operation: str):
     def method(self: Client, **params: Any) -> dict[str, Any]:
         return self.call(operation, params)
 

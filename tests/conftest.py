@@ -1,0 +1,84 @@
+"""Shared fixtures: services on temporary data directories, and models built on the fly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import onnx
+import pytest
+
+from compiler.reference_model import ReferenceModel, build_reference_model
+from compiler.service import Service
+from compiler.settings import Settings
+from tests.models import classifier
+
+X86_CONFIGURATION = {
+    "Greengrass": {
+        "TargetPlatform": {"Os": "LINUX", "Arch": "X86_64"},
+        "CompilerOptions": '{"mcpu": "core-avx2"}',
+        "S3OutputLocation": {"Bucket": "my-bucket", "Prefix": "models/"},
+        "ComponentName": "com.example.CircuitBoards",
+    }
+}
+
+
+def stop_workers(service: Service, timeout: float = 120.0) -> None:
+    """Wait for the service's worker processes to drain and exit; kill any that do not."""
+    deadline = time.time() + timeout
+    while service.workers.busy_slots() and time.time() < deadline:
+        time.sleep(0.2)
+    for row in service.db.query("SELECT DISTINCT worker_pid FROM jobs WHERE worker_pid IS NOT NULL"):
+        try:
+            if b"compiler.worker" in Path(f"/proc/{row[0]}/cmdline").read_bytes():
+                os.kill(row[0], signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def make_service(data_dir: Path, **overrides: object) -> Service:
+    return Service(Settings(data_dir=data_dir, **overrides))
+
+
+@pytest.fixture
+def service(tmp_path: Path):
+    svc = make_service(tmp_path / "data")
+    yield svc
+    stop_workers(svc)
+
+
+@pytest.fixture
+def queue_only(tmp_path: Path):
+    """A service with no worker slots: jobs stay CREATED, for queue and pagination tests."""
+    svc = make_service(tmp_path / "data", max_workers=0, max_queued_jobs=1000)
+    yield svc
+
+
+@pytest.fixture(scope="session")
+def reference_model(tmp_path_factory: pytest.TempPathFactory) -> ReferenceModel:
+    return build_reference_model(tmp_path_factory.mktemp("reference"))
+
+
+@pytest.fixture(scope="session")
+def reference_metadata(reference_model: ReferenceModel) -> dict:
+    return json.loads(reference_model.metadata_path.read_text())
+
+
+@pytest.fixture
+def classifier_file(tmp_path: Path) -> Path:
+    path = tmp_path / "classifier.onnx"
+    onnx.save(classifier(), path)
+    return path
+
+
+def wait_for_job(service: Service, project: str, job: str, timeout: float = 300.0) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        description = service.call("DescribeModelPackagingJob", {"ProjectName": project, "JobName": job})
+        if description["ModelPackagingDescription"]["Status"] in ("SUCCEEDED", "FAILED"):
+            return description["ModelPackagingDescription"]
+        time.sleep(0.3)
+    raise AssertionError(f"job {job} did not finish in {timeout} s")

@@ -1,0 +1,179 @@
+"""Packaging job semantics: idempotency, conflicts, queue limits, pagination, crash recovery."""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from compiler.errors import ConflictException, ResourceNotFoundException, ServiceQuotaExceededException
+from compiler.validation import check_response
+from tests.conftest import X86_CONFIGURATION, make_service, stop_workers, wait_for_job
+
+
+def _project_with_model(service, model_file: Path, project: str = "p") -> None:
+    service.call("CreateProject", {"ProjectName": project})
+    service.call("CreateModel", {"ProjectName": project, "ModelFile": str(model_file)})
+
+
+def _configuration(version: str | None = None, component: str = "com.example.Boards") -> dict:
+    configuration = copy.deepcopy(X86_CONFIGURATION)
+    configuration["Greengrass"]["ComponentName"] = component
+    if version:
+        configuration["Greengrass"]["ComponentVersion"] = version
+    return configuration
+
+
+def _start(service, **extra) -> str:
+    request = {"ProjectName": "p", "ModelVersion": "latest", "Configuration": _configuration(), **extra}
+    return service.call("StartModelPackagingJob", request)["JobName"]
+
+
+def test_defaults_job_name_component_version_and_description(queue_only, classifier_file) -> None:
+    _project_with_model(queue_only, classifier_file)
+    job = _start(queue_only)
+    assert len(job) == 36 and job.count("-") == 4  # a service-made UUID
+    described = queue_only.call("DescribeModelPackagingJob", {"ProjectName": "p", "JobName": job})
+    check_response("DescribeModelPackagingJob", described)
+    description = described["ModelPackagingDescription"]
+    assert description["Status"] == "CREATED" and description["ModelVersion"] == "1"
+    assert description["ModelPackagingMethod"] == "Greengrass"
+    assert description["ModelPackagingConfiguration"] == _configuration()
+    row = queue_only.db.query("SELECT component_version FROM jobs WHERE name = ?", (job,))[0]
+    assert row[0] == "1.0.0"
+
+
+def test_client_token_idempotency(queue_only, classifier_file) -> None:
+    _project_with_model(queue_only, classifier_file)
+    first = _start(queue_only, ClientToken="token-1")
+    assert _start(queue_only, ClientToken="token-1") == first
+    assert len(queue_only.call("ListModelPackagingJobs", {"ProjectName": "p"})["ModelPackagingJobs"]) == 1
+    with pytest.raises(ConflictException, match="already used with different parameters"):
+        _start(queue_only, ClientToken="token-1", Description="different")
+    # After the 8-hour window the token is free again.
+    with queue_only.db.transaction() as conn:
+        conn.execute("UPDATE client_tokens SET created = created - 8 * 3600 - 1")
+    with pytest.raises(ConflictException, match="already exists"):  # same component version, so a new job conflicts
+        _start(queue_only, ClientToken="token-1")
+
+
+def test_conflicts_on_job_name_and_component_version(queue_only, classifier_file) -> None:
+    _project_with_model(queue_only, classifier_file)
+    _start(queue_only, JobName="job-a")
+    with pytest.raises(ConflictException) as error:
+        queue_only.call(
+            "StartModelPackagingJob",
+            {"ProjectName": "p", "ModelVersion": "1", "JobName": "job-a", "Configuration": _configuration("2.0.0")},
+        )
+    assert error.value.fields["ResourceType"] == "MODEL_PACKAGE_JOB"
+    with pytest.raises(ConflictException, match=r"com.example.Boards version 1.0.0 already exists"):
+        _start(queue_only, JobName="job-b")
+    _start(queue_only, JobName="job-c", Configuration=_configuration("1.0.1"))
+
+
+def test_unknown_project_and_version(queue_only, classifier_file) -> None:
+    with pytest.raises(ResourceNotFoundException) as error:
+        _start(queue_only)
+    assert error.value.fields["ResourceType"] == "PROJECT"
+    _project_with_model(queue_only, classifier_file)
+    with pytest.raises(ResourceNotFoundException) as error:
+        _start(queue_only, ModelVersion="7")
+    assert error.value.fields == {"ResourceId": "p/7", "ResourceType": "MODEL"}
+    with pytest.raises(ResourceNotFoundException, match="Model packaging job 'nope'"):
+        queue_only.call("DescribeModelPackagingJob", {"ProjectName": "p", "JobName": "nope"})
+
+
+def test_full_queue_is_a_service_quota_error(tmp_path, classifier_file) -> None:
+    service = make_service(tmp_path / "data", max_workers=0, max_queued_jobs=2)
+    _project_with_model(service, classifier_file)
+    _start(service, Configuration=_configuration("1.0.0"))
+    _start(service, Configuration=_configuration("1.0.1"))
+    with pytest.raises(ServiceQuotaExceededException) as error:
+        _start(service, Configuration=_configuration("1.0.2"))
+    assert error.value.fields == {"QuotaCode": "model-packaging-jobs-in-progress", "ServiceCode": "lookoutvision"}
+    assert service.db.query("SELECT COUNT(*) FROM components")[0][0] == 2  # the refused job reserved nothing
+
+
+def test_pagination_stays_correct_while_jobs_are_added(queue_only, classifier_file) -> None:
+    _project_with_model(queue_only, classifier_file)
+    original = [_start(queue_only, JobName=f"job-{i}", Configuration=_configuration(f"1.0.{i}")) for i in range(7)]
+    seen: list[str] = []
+    token = None
+    added = 0
+    stop = threading.Event()
+
+    def insert_concurrently() -> None:
+        nonlocal added
+        while not stop.is_set():
+            _start(queue_only, JobName=f"new-{added}", Configuration=_configuration(f"2.0.{added}"))
+            added += 1
+
+    inserter = threading.Thread(target=insert_concurrently)
+    inserter.start()
+    try:
+        while True:
+            page = queue_only.call(
+                "ListModelPackagingJobs",
+                {"ProjectName": "p", "MaxResults": 2, **({"NextToken": token} if token else {})},
+            )
+            check_response("ListModelPackagingJobs", page)
+            seen += [j["JobName"] for j in page["ModelPackagingJobs"]]
+            time.sleep(0.05)
+            token = page.get("NextToken")
+            if not token:
+                break
+    finally:
+        stop.set()
+        inserter.join()
+    assert added > 0
+    older = [name for name in seen if name.startswith("job-")]
+    assert older == list(reversed(original))  # newest first, each exactly once
+    assert len(seen) == len(set(seen))
+
+
+def test_foreign_next_token_is_refused(queue_only, classifier_file) -> None:
+    from compiler.errors import ValidationException
+    from compiler.pagination import encode_token
+
+    _project_with_model(queue_only, classifier_file)
+    with pytest.raises(ValidationException, match="Invalid NextToken"):
+        queue_only.call("ListModelPackagingJobs", {"ProjectName": "p", "NextToken": encode_token("projects", 3)})
+
+
+def test_queued_job_is_resumed_by_the_next_service_start(tmp_path, classifier_file) -> None:
+    queued = make_service(tmp_path / "data", max_workers=0)
+    _project_with_model(queued, classifier_file)
+    job = _start(queued)
+    service = make_service(tmp_path / "data", max_workers=1)  # a restart with a worker slot
+    try:
+        assert wait_for_job(service, "p", job)["Status"] == "SUCCEEDED"
+    finally:
+        stop_workers(service)
+
+
+def test_job_whose_worker_died_is_failed_with_an_explanation(service, classifier_file) -> None:
+    _project_with_model(service, classifier_file)
+    job = _start(service)
+    deadline = time.time() + 60
+    pid = None
+    while time.time() < deadline and pid is None:
+        row = service.db.query("SELECT status, worker_pid FROM jobs WHERE name = ?", (job,))[0]
+        pid = row["worker_pid"] if row["status"] == "RUNNING" else None
+        time.sleep(0.02)
+    assert pid, "the worker never claimed the job"
+    os.kill(pid, signal.SIGKILL)
+    while Path(f"/proc/{pid}").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    restarted = make_service(service.settings.data_dir)
+    description = restarted.call("DescribeModelPackagingJob", {"ProjectName": "p", "JobName": job})
+    description = description["ModelPackagingDescription"]
+    assert description["Status"] == "FAILED"
+    assert f"worker (pid {pid}) stopped while the job was running" in description["StatusMessage"]
+    # The reservation is released: the same component version can be packaged again.
+    assert wait_for_job(restarted, "p", _start(restarted))["Status"] == "SUCCEEDED"
+    stop_workers(restarted)

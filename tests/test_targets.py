@@ -1,0 +1,82 @@
+"""TargetDevice / TargetPlatform / CompilerOptions rules of StartModelPackagingJob."""
+
+from __future__ import annotations
+
+import pytest
+
+from compiler.errors import ValidationException
+from compiler.targets import parse_compiler_options, resolve_target
+
+X86 = {"Os": "LINUX", "Arch": "X86_64"}
+
+
+def test_x86_defaults_to_core_avx2() -> None:
+    target = resolve_target({"TargetPlatform": X86})
+    assert (target.arch, target.accelerator, target.mcpu, target.mattr) == ("x86_64", None, "core-avx2", [])
+    assert target.llvm_target() == {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "core-avx2"}
+
+
+def test_mcpu_and_mattr_are_honoured() -> None:
+    target = resolve_target(
+        {"TargetPlatform": X86, "CompilerOptions": '{"mcpu": "skylake-avx512", "mattr": ["+avx512f", "-avx512vnni"]}'}
+    )
+    assert target.mcpu == "skylake-avx512" and target.mattr == ["+avx512f", "-avx512vnni"]
+
+
+def test_single_quoted_options_from_aws_docs_are_accepted() -> None:
+    assert parse_compiler_options("{'mcpu': 'core-avx2'}") == {"mcpu": "core-avx2"}
+
+
+@pytest.mark.parametrize(
+    "text", ["__import__('os').system('true')", "{'mcpu': open('x')}", "[1, 2]", "{1: 2}", "not json"]
+)
+def test_options_that_are_not_a_literal_object_are_refused(text: str) -> None:
+    with pytest.raises(ValidationException, match="CompilerOptions must be a JSON object"):
+        parse_compiler_options(text)
+
+
+@pytest.mark.parametrize(
+    ("greengrass", "words"),
+    [
+        ({}, "give TargetDevice"),
+        ({"TargetDevice": "jetson_xavier", "TargetPlatform": X86}, "not both"),
+        ({"TargetDevice": "jetson_xavier", "CompilerOptions": '{"mcpu": "x"}'}, "must not be given with TargetDevice"),
+        ({"TargetPlatform": X86, "CompilerOptions": '{"gpu-code": "sm_72"}'}, "unknown compiler option(s) gpu-code"),
+        (
+            {"TargetPlatform": X86, "CompilerOptions": '{"mcpu": "core-avx2", "O3": true}'},
+            "unknown compiler option(s) O3",
+        ),
+        ({"TargetPlatform": X86, "CompilerOptions": '{"mcpu": "cortex-a72"}'}, "not a CPU LLVM knows for x86_64"),
+        ({"TargetPlatform": X86, "CompilerOptions": '{"mcpu": ""}'}, "non-empty string"),
+        ({"TargetPlatform": X86, "CompilerOptions": '{"mattr": "+avx2"}'}, "must be a list"),
+        ({"TargetPlatform": X86, "CompilerOptions": '{"mattr": ["avx2"]}'}, "must be a list of CPU features"),
+        (
+            {"TargetPlatform": {**X86, "Accelerator": "NVIDIA"}, "CompilerOptions": '{"gpu-code": "sm_75"}'},
+            "missing trt-ver, cuda-ver",
+        ),
+        (
+            {"TargetPlatform": {**X86, "Accelerator": "NVIDIA"}, "CompilerOptions": '{"mcpu": "core-avx2"}'},
+            "unknown compiler option(s) mcpu",
+        ),
+    ],
+)
+def test_rules(greengrass: dict, words: str) -> None:
+    with pytest.raises(ValidationException) as error:
+        resolve_target(greengrass)
+    assert words in error.value.message
+
+
+@pytest.mark.parametrize(
+    "greengrass",
+    [
+        {"TargetDevice": "jetson_xavier"},
+        {"TargetPlatform": {"Os": "LINUX", "Arch": "ARM64"}, "CompilerOptions": '{"mattr": ["+neon"]}'},
+        {
+            "TargetPlatform": {**X86, "Accelerator": "NVIDIA"},
+            "CompilerOptions": '{"gpu-code": "sm_75", "trt-ver": "8.5.2", "cuda-ver": "11.4"}',
+        },
+    ],
+)
+def test_targets_not_built_yet_are_refused_at_start_with_the_supported_list(greengrass: dict) -> None:
+    with pytest.raises(ValidationException, match="not supported by this packaging service yet; supported now"):
+        resolve_target(greengrass)
