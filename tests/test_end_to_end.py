@@ -18,8 +18,8 @@ from compiler.cli import main
 from compiler.parity import ATOL, RTOL
 from compiler.recipe_rules import recipe_problems
 from compiler.sample_images import held_out_set
-from compiler.settings import Settings
 from compiler.service import Service
+from compiler.settings import Settings
 from edge_agent.model_runner import LoadedModel, open_bundle
 from tests.conftest import X86_CONFIGURATION, stop_workers
 

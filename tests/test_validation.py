@@ -102,7 +102,7 @@ def test_required_greengrass_members(member: str) -> None:
 
 
 def test_unknown_member_is_named() -> None:
-    with pytest.raises(ValidationException, match="Unknown parameter 'configuration.greengrass.ComponentNmae'"):
+    with pytest.raises(ValidationException, match=r"Unknown parameter 'configuration\.greengrass\.ComponentNmae'"):
         check_request("StartModelPackagingJob", _with((*GG, "ComponentNmae"), "x"))
 
 
