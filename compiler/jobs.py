@@ -12,7 +12,7 @@ from typing import Any
 
 from compiler.database import Database
 from compiler.errors import ConflictException, ResourceNotFoundException, ServiceQuotaExceededException
-from compiler.pagination import DEFAULT_PAGE_SIZE, decode_token, encode_token
+from compiler.pagination import DEFAULT_PAGE_SIZE, page_rows
 from compiler.registry import ACTIVE_JOB_STATES, Registry
 from compiler.settings import Settings
 from compiler.targets import resolve_target
@@ -160,16 +160,18 @@ class PackagingJobs:
     ) -> dict[str, Any]:
         self.recover_orphans()
         self.registry.project_row(None, ProjectName)
-        scope = f"jobs/{ProjectName}"
-        after = decode_token(scope, NextToken)
-        rows = self.db.query(
-            "SELECT * FROM jobs WHERE project = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
-            (ProjectName, after if after is not None else 2**62, MaxResults + 1),
+        page, token = page_rows(
+            self.db,
+            f"jobs/{ProjectName}",
+            "SELECT * FROM jobs WHERE project = ?",
+            (ProjectName,),
+            "seq",
+            NextToken,
+            MaxResults,
         )
-        page = rows[:MaxResults]
         result: dict[str, Any] = {"ModelPackagingJobs": [self._metadata(r) for r in page]}
-        if len(rows) > MaxResults:
-            result["NextToken"] = encode_token(scope, page[-1]["seq"])
+        if token:
+            result["NextToken"] = token
         return result
 
     def recover_orphans(self) -> None:

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import sqlite3
+from typing import TYPE_CHECKING
 
 from compiler.errors import ValidationException
+
+if TYPE_CHECKING:
+    from compiler.database import Database
 
 DEFAULT_PAGE_SIZE = 100
 _PREFIX = "lookout-edge:v1:"
@@ -30,3 +35,17 @@ def decode_token(scope: str, token: str | None) -> int | None:
         raise ValidationException(
             "Invalid NextToken: pass the NextToken from the previous response of the same list call unchanged."
         ) from exc
+
+
+def page_rows(
+    db: Database, scope: str, where_sql: str, params: tuple, key: str, next_token: str | None, max_results: int
+) -> tuple[list[sqlite3.Row], str | None]:
+    """One page of `SELECT * ... WHERE <where_sql>` ordered by `key` descending, and the next page's token."""
+    after = decode_token(scope, next_token)
+    rows = db.query(
+        f"{where_sql} AND {key} < ? ORDER BY {key} DESC LIMIT ?",
+        (*params, after if after is not None else 2**62, max_results + 1),
+    )
+    page = rows[:max_results]
+    token = encode_token(scope, page[-1][key]) if len(rows) > max_results else None
+    return page, token

@@ -17,7 +17,7 @@ import onnx
 from compiler.database import Database
 from compiler.errors import ConflictException, ResourceNotFoundException, ValidationException
 from compiler.model_contract import ModelSpec, inspect_model
-from compiler.pagination import DEFAULT_PAGE_SIZE, decode_token, encode_token
+from compiler.pagination import DEFAULT_PAGE_SIZE, page_rows
 from compiler.settings import Settings
 from compiler.timestamps import to_datetime
 from edge_agent.bundle import sha256_file
@@ -101,15 +101,12 @@ class Registry:
         }
 
     def list_projects(self, NextToken: str | None = None, MaxResults: int = DEFAULT_PAGE_SIZE) -> dict[str, Any]:
-        after = decode_token("projects", NextToken)
-        rows = self.db.query(
-            "SELECT * FROM projects WHERE seq < ? ORDER BY seq DESC LIMIT ?",
-            (after if after is not None else 2**62, MaxResults + 1),
+        page, token = page_rows(
+            self.db, "projects", "SELECT * FROM projects WHERE 1 = 1", (), "seq", NextToken, MaxResults
         )
-        page = rows[:MaxResults]
         result: dict[str, Any] = {"Projects": [self._project_metadata(r) for r in page]}
-        if len(rows) > MaxResults:
-            result["NextToken"] = encode_token("projects", page[-1]["seq"])
+        if token:
+            result["NextToken"] = token
         return result
 
     def delete_project(self, ProjectName: str, **_: Any) -> dict[str, Any]:
@@ -246,15 +243,18 @@ class Registry:
         self, ProjectName: str, NextToken: str | None = None, MaxResults: int = DEFAULT_PAGE_SIZE
     ) -> dict[str, Any]:
         self.project_row(None, ProjectName)
-        after = decode_token(f"models/{ProjectName}", NextToken)
-        rows = self.db.query(
-            "SELECT * FROM models WHERE project = ? AND version < ? ORDER BY version DESC LIMIT ?",
-            (ProjectName, after if after is not None else 2**62, MaxResults + 1),
+        page, token = page_rows(
+            self.db,
+            f"models/{ProjectName}",
+            "SELECT * FROM models WHERE project = ?",
+            (ProjectName,),
+            "version",
+            NextToken,
+            MaxResults,
         )
-        page = rows[:MaxResults]
         result: dict[str, Any] = {"Models": [self._model_metadata(r) for r in page]}
-        if len(rows) > MaxResults:
-            result["NextToken"] = encode_token(f"models/{ProjectName}", page[-1]["version"])
+        if token:
+            result["NextToken"] = token
         return result
 
     def delete_model(self, ProjectName: str, ModelVersion: str, **_: Any) -> dict[str, Any]:
