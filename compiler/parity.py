@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import onnx
 
@@ -35,8 +36,6 @@ def golden_input(spec: ModelSpec, seed: int = 7) -> np.ndarray:
     rng = np.random.default_rng(seed)
     h, w = spec.input_size
     coarse = rng.integers(0, 256, size=(max(h // 16, 2), max(w // 16, 2), 3), dtype=np.uint8)
-    import cv2
-
     image = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
     return Preprocessor.from_spec(spec.to_dict())(image)
 

@@ -10,12 +10,12 @@ import numpy as np
 class CompiledModule:
     """One loaded module with its own VM; not shared between threads."""
 
-    def __init__(self, library: Path, output_names: list[str], device: str = "cpu") -> None:
+    def __init__(self, library: Path, output_names: list[str]) -> None:
         import tvm
         from tvm import relax
 
         self._tvm = tvm
-        self._device = tvm.cpu() if device == "cpu" else tvm.cuda()
+        self._device = tvm.cpu()
         self._vm = relax.VirtualMachine(tvm.runtime.load_module(str(library)), self._device)
         self.output_names = output_names
 
