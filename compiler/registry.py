@@ -161,18 +161,24 @@ class Registry:
             )
         return int(rows[0][0])
 
-    def get_model(self, project: str, version: str) -> ModelVersion:
+    def _model_row(self, project: str, version: str) -> sqlite3.Row:
         number = self.resolve_version(None, project, version)
-        row = self.db.query("SELECT * FROM models WHERE project = ? AND version = ?", (project, number))[0]
+        return self.db.query("SELECT * FROM models WHERE project = ? AND version = ?", (project, number))[0]
+
+    @staticmethod
+    def _model_version(row: sqlite3.Row) -> ModelVersion:
         return ModelVersion(
-            project=project,
-            version=number,
+            project=row["project"],
+            version=row["version"],
             arn=row["arn"],
             sha256=row["sha256"],
             spec=ModelSpec.from_dict(json.loads(row["metadata"])),
             description=row["description"],
             created=row["created"],
         )
+
+    def get_model(self, project: str, version: str) -> ModelVersion:
+        return self._model_version(self._model_row(project, version))
 
     def create_model(
         self,
@@ -227,8 +233,8 @@ class Registry:
         return {"ModelMetadata": self._model_metadata(row)}
 
     def describe_model(self, ProjectName: str, ModelVersion: str) -> dict[str, Any]:
-        model = self.get_model(ProjectName, ModelVersion)
-        row = self.db.query("SELECT * FROM models WHERE project = ? AND version = ?", (ProjectName, model.version))[0]
+        row = self._model_row(ProjectName, ModelVersion)
+        model = self._model_version(row)
         description = {
             **self._model_metadata(row),
             "ModelSha256": model.sha256,

@@ -92,17 +92,18 @@ class Service:
                     (operation, token, request_hash, now),
                 )
                 return None
+        resource_type = "MODEL_PACKAGE_JOB" if "Packaging" in operation else "PROJECT"
         if row["request_hash"] != request_hash:
             raise ConflictException(
                 f"ClientToken '{token}' was already used with different parameters in the "
                 "last 8 hours. Use a new ClientToken for a different request.",
                 token,
-                "MODEL_PACKAGE_JOB" if "Packaging" in operation else "PROJECT",
+                resource_type,
             )
         if not row["result"]:
             raise ConflictException(
                 f"A request with ClientToken '{token}' is still in progress.",
                 token,
-                "MODEL_PACKAGE_JOB" if "Packaging" in operation else "PROJECT",
+                resource_type,
             )
         return timestamps.loads(row["result"])  # type: ignore[return-value]

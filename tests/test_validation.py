@@ -107,24 +107,26 @@ def test_unknown_member_is_named() -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "ok"), [(1, True), (100, True), (0, False), (101, False), ("5", False), (True, False)]
+    ("member", "value", "ok"),
+    [
+        ("MaxResults", 1, True),
+        ("MaxResults", 100, True),
+        ("MaxResults", 0, False),
+        ("MaxResults", 101, False),
+        ("MaxResults", "5", False),
+        ("MaxResults", True, False),
+        ("NextToken", "abc+/=", True),
+        ("NextToken", "a" * 2048, True),
+        ("NextToken", "a" * 2049, False),
+        ("NextToken", "abc-", False),
+    ],
 )
-def test_page_size(value: Any, ok: bool) -> None:
-    request = {"ProjectName": "p", "MaxResults": value}
+def test_list_paging_members(member: str, value: Any, ok: bool) -> None:
+    request = {"ProjectName": "p", member: value}
     if ok:
         check_request("ListModelPackagingJobs", request)
     else:
-        with pytest.raises(ValidationException, match="maxResults"):
-            check_request("ListModelPackagingJobs", request)
-
-
-@pytest.mark.parametrize(("token", "ok"), [("abc+/=", True), ("a" * 2048, True), ("a" * 2049, False), ("abc-", False)])
-def test_pagination_token(token: str, ok: bool) -> None:
-    request = {"ProjectName": "p", "NextToken": token}
-    if ok:
-        check_request("ListModelPackagingJobs", request)
-    else:
-        with pytest.raises(ValidationException, match="nextToken"):
+        with pytest.raises(ValidationException, match=member[:1].lower() + member[1:]):
             check_request("ListModelPackagingJobs", request)
 
 
