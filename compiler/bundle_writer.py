@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from compiler import parity
+from edge_agent import output_parity
 from edge_agent.bundle import BUNDLE_FORMAT, MANIFEST_NAME, sha256_file
 
 BUNDLE_ARCHIVE = "model.zip"  # Greengrass unpacks it to {artifacts:decompressedPath}/model
@@ -28,9 +28,9 @@ def write_golden(bundle_dir: Path, tensor: np.ndarray, outputs: dict[str, np.nda
         "input": "golden/input.npy",
         "outputs": files,
         "reference": "onnxruntime",
-        "atol": parity.ATOL,
-        "rtol": parity.RTOL,
-        "max_mask_mismatch": parity.MAX_MASK_MISMATCH,
+        "atol": output_parity.ATOL,
+        "rtol": output_parity.RTOL,
+        "max_mask_mismatch": output_parity.MAX_MASK_MISMATCH,
     }
 
 

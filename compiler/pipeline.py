@@ -18,6 +18,7 @@ from compiler.recipe import artifact_digest, build_recipe, recipe_file_stem, wri
 from compiler.recipe_rules import recipe_problems
 from compiler.targets import resolve_target
 from compiler.tvm_build import compile_model, pin_input_shape, tvm_version
+from edge_agent import output_parity
 from edge_agent.tvm_runtime import CompiledModule
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ def run_pipeline(service: Service, seq: int) -> dict[str, Any]:
         tensor = parity.golden_input(spec)
         reference = parity.run_onnx_runtime(model, spec, tensor)
         compiled = CompiledModule(library, list(reference)).run(tensor)
-        report = parity.compare(reference, compiled)
+        report = output_parity.compare(reference, compiled)
         if not report.ok:
             raise PackagingFailure(
                 "The compiled model does not match ONNX Runtime: "

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from importlib import metadata
+from pathlib import Path
 
 DEFAULT_SOCKET = "unix:///tmp/aws.iot.lookoutvision.EdgeAgent.sock"
 AGENT_COMPONENT_NAME = "lookoutedge.EdgeAgent"
@@ -18,3 +20,9 @@ def package_version() -> str:
         return metadata.version("lookout-edge")
     except metadata.PackageNotFoundError:
         return "0.0.0"
+
+
+def default_registry_dir() -> Path:
+    """$LOOKOUT_EDGE_AGENT_REGISTRY, else ~/.lookout-edge-agent/registry (a Greengrass recipe passes its own)."""
+    configured = os.environ.get("LOOKOUT_EDGE_AGENT_REGISTRY")
+    return Path(configured) if configured else Path.home() / ".lookout-edge-agent" / AGENT_REGISTRY

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_agent.bundle import Bundle, unpack_bundle, verify_bundle
+from edge_agent.bundle import Bundle, BundleError, unpack_bundle, verify_bundle
+from edge_agent.output_parity import compare
 from edge_agent.preprocess import Preprocessor
 from edge_agent.results import Detection, detect
 from edge_agent.tvm_runtime import CompiledModule
@@ -30,5 +31,20 @@ class LoadedModel:
     def infer(self, rgb: np.ndarray) -> dict[str, np.ndarray]:
         return self.module.run(self.preprocess(rgb))
 
-    def detect(self, rgb: np.ndarray, threshold: float | None = None) -> Detection:
-        return detect(self.bundle.spec, self.infer(rgb), threshold)
+    def detect(self, rgb: np.ndarray, threshold: float | None = None, with_mask: bool = False) -> Detection:
+        """Score one (H, W, 3) RGB image; with `with_mask`, also its mask at the image's own size."""
+        mask_size = (rgb.shape[1], rgb.shape[0]) if with_mask else None
+        return detect(self.bundle.spec, self.infer(rgb), threshold, mask_size)
+
+    def check_golden(self) -> None:
+        """Run the bundle's golden input and compare with the outputs recorded at packaging time.
+
+        Raises BundleError when an output is off by more than the manifest's tolerance: the module
+        computes something different on this device than it did where it was packaged.
+        """
+        golden = self.bundle.manifest["golden"]
+        expected = {name: np.load(self.bundle.root / relative) for name, relative in golden["outputs"].items()}
+        outputs = self.module.run(np.load(self.bundle.root / golden["input"]))
+        report = compare(expected, outputs, golden["atol"], golden["rtol"], golden["max_mask_mismatch"])
+        if not report.ok:
+            raise BundleError("golden check failed: " + "; ".join(report.failures))

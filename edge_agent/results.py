@@ -2,20 +2,38 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from typing import Any
 
+import cv2
 import numpy as np
+
+from edge_agent.errors import ModelOutputError
+
+# anomalib normalises its anomaly map so that its pixel threshold sits at 0.5.
+PIXEL_THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class AnomalyArea:
+    """One label present in the mask: its share of the image (0..1) and its colour."""
+
+    name: str
+    fraction: float
+    hex_color: str
 
 
 @dataclass(frozen=True)
 class Detection:
-    """The image-level result of one inference."""
+    """The result of one inference; `mask` is (H, W, 3) RGB at the input image's size, or None."""
 
     anomaly_score: float
     anomaly_threshold: float
     is_anomalous: bool
     confidence: float
+    mask: np.ndarray | None = None
+    anomalies: list[AnomalyArea] = field(default_factory=list)
 
 
 def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
@@ -28,19 +46,66 @@ def image_score(spec: dict[str, Any], outputs: dict[str, np.ndarray]) -> float:
     roles = spec["outputs"]
     kind = spec["model_type"]
     if kind == "anomalib":
-        return float(np.clip(outputs[roles["pred_score"]].reshape(-1)[0], 0.0, 1.0))
-    if kind == "classification":
+        score = float(outputs[roles["pred_score"]].reshape(-1)[0])
+    elif kind == "classification":
         row = outputs[roles["class_scores"]].reshape(1, -1).astype(np.float64)
         probs = row if spec["classification_output"] == "probabilities" else _softmax(row, axis=1)
-        return float(probs[0, spec["anomalous_class_index"]])
-    if "image_score" in roles:
-        return float(np.clip(outputs[roles["image_score"]].reshape(-1)[0], 0.0, 1.0))
-    probs = _softmax(outputs[roles["class_map"]][0].astype(np.float64), axis=0)
-    return float((1.0 - probs[0]).max())
+        score = float(probs[0, spec["anomalous_class_index"]])
+    elif "image_score" in roles:
+        score = float(outputs[roles["image_score"]].reshape(-1)[0])
+    else:
+        probs = _softmax(outputs[roles["class_map"]][0].astype(np.float64), axis=0)
+        score = float((1.0 - probs[0]).max())
+    if not math.isfinite(score):
+        raise ModelOutputError(f"the model returned a non-finite anomaly score ({score}) for this image")
+    return min(max(score, 0.0), 1.0)
 
 
-def detect(spec: dict[str, Any], outputs: dict[str, np.ndarray], threshold: float | None = None) -> Detection:
-    """Score, threshold (the model's unless overridden), decision and confidence.
+def has_mask(spec: dict[str, Any]) -> bool:
+    """Segmentation-capable: anomalib with an anomaly map or mask, or a segmentation model."""
+    return any(role in spec["outputs"] for role in ("anomaly_map", "pred_mask", "class_map"))
+
+
+def label_image(spec: dict[str, Any], outputs: dict[str, np.ndarray], width: int, height: int) -> np.ndarray:
+    """(height, width) uint8 label indices into spec['labels'] at the input image's size."""
+    roles = spec["outputs"]
+    if "class_map" in roles:
+        labels = outputs[roles["class_map"]][0].argmax(axis=0).astype(np.uint8)
+        return cv2.resize(labels, (width, height), interpolation=cv2.INTER_NEAREST)
+    if "anomaly_map" in roles:
+        heat = outputs[roles["anomaly_map"]][0, 0].astype(np.float32)
+        heat = cv2.resize(heat, (width, height), interpolation=cv2.INTER_LINEAR)
+        return (heat >= PIXEL_THRESHOLD).view(np.uint8)
+    labels = outputs[roles["pred_mask"]][0, 0].astype(np.uint8)
+    return cv2.resize(labels, (width, height), interpolation=cv2.INTER_NEAREST)
+
+
+def _rgb(hex_color: str) -> tuple[int, int, int]:
+    value = int(hex_color.lstrip("#"), 16)
+    return (value >> 16) & 0xFF, (value >> 8) & 0xFF, value & 0xFF
+
+
+def paint(labels: np.ndarray, spec: dict[str, Any]) -> tuple[np.ndarray, list[AnomalyArea]]:
+    """RGB888 mask in the labels' colours, and the areas: background first, then each label present."""
+    palette = np.array([_rgb(label["color"]) for label in spec["labels"]], dtype=np.uint8)
+    counts = np.bincount(labels.ravel(), minlength=len(palette))
+    total = float(labels.size)
+    areas = [
+        AnomalyArea(label["name"], float(counts[i]) / total, label["color"].upper())
+        for i, label in enumerate(spec["labels"])
+        if i == 0 or counts[i]
+    ]
+    return palette[labels], areas
+
+
+def detect(
+    spec: dict[str, Any],
+    outputs: dict[str, np.ndarray],
+    threshold: float | None = None,
+    mask_size: tuple[int, int] | None = None,
+) -> Detection:
+    """Score, threshold (the model's unless overridden), decision and confidence; with `mask_size` = (width,
+    height), also the mask and anomaly areas of segmentation-capable models.
 
     Confidence is the score when the image is called anomalous and 1 − score when it is called normal:
     how far the model leans towards the answer it gave.
@@ -48,9 +113,14 @@ def detect(spec: dict[str, Any], outputs: dict[str, np.ndarray], threshold: floa
     score = image_score(spec, outputs)
     limit = spec["threshold"] if threshold is None else threshold
     anomalous = score >= limit
+    mask, areas = None, []
+    if mask_size is not None and has_mask(spec):
+        mask, areas = paint(label_image(spec, outputs, *mask_size), spec)
     return Detection(
         anomaly_score=score,
         anomaly_threshold=float(limit),
         is_anomalous=anomalous,
         confidence=score if anomalous else 1.0 - score,
+        mask=mask,
+        anomalies=areas,
     )

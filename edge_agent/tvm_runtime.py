@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_agent.errors import RuntimeFailure
+
 
 class CompiledModule:
     """One loaded module with its own VM; not shared between threads."""
@@ -20,7 +22,13 @@ class CompiledModule:
         self.output_names = output_names
 
     def run(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
-        """Run on one input tensor; outputs by name, in the graph's order."""
-        result = self._vm["main"](self._tvm.runtime.tensor(tensor, self._device))
-        arrays = [result.numpy()] if hasattr(result, "numpy") else [r.numpy() for r in result]
+        """Run on one input tensor; outputs by name, in the graph's order.
+
+        Errors raised inside the TVM runtime become `RuntimeFailure` (gRPC UNKNOWN) with TVM's message.
+        """
+        try:
+            result = self._vm["main"](self._tvm.runtime.tensor(tensor, self._device))
+            arrays = [result.numpy()] if hasattr(result, "numpy") else [r.numpy() for r in result]
+        except Exception as exc:
+            raise RuntimeFailure(f"the TVM runtime failed: {type(exc).__name__}: {exc}") from exc
         return dict(zip(self.output_names, arrays, strict=True))

@@ -15,12 +15,12 @@ import pytest
 import yaml
 
 from compiler.cli import main
-from compiler.parity import ATOL, RTOL
 from compiler.recipe_rules import recipe_problems
 from compiler.sample_images import held_out_set
 from compiler.service import Service
 from compiler.settings import Settings
 from edge_agent.model_runner import LoadedModel, open_bundle
+from edge_agent.output_parity import ATOL, RTOL
 from tests.conftest import X86_CONFIGURATION, stop_workers
 
 

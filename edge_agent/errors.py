@@ -1,0 +1,42 @@
+"""Agent errors, each tied to the gRPC status code the Edge Agent API documents for it.
+
+The domain code raises these; only the servicer turns `code` into a `grpc.StatusCode`.
+"""
+
+from __future__ import annotations
+
+
+class AgentError(Exception):
+    """Base class; `code` is the name of a gRPC status code."""
+
+    code = "INTERNAL"
+
+
+class InvalidArgument(AgentError):
+    code = "INVALID_ARGUMENT"
+
+
+class ModelNotFound(AgentError):
+    code = "NOT_FOUND"
+
+
+class NotInRequiredState(AgentError):
+    code = "FAILED_PRECONDITION"
+
+
+class Overloaded(AgentError):
+    """Too many queued requests for a model, or not enough memory to load one."""
+
+    code = "RESOURCE_EXHAUSTED"
+
+
+class RuntimeFailure(AgentError):
+    """The inference runtime failed and gave no more information than its own message."""
+
+    code = "UNKNOWN"
+
+
+class ModelOutputError(AgentError):
+    """The model produced something the result mapping cannot use (e.g. a NaN score)."""
+
+    code = "INTERNAL"

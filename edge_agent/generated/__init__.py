@@ -1,0 +1,1 @@
+"""Modules generated from protos/edge-agent.proto by scripts/generate-protos.sh; do not edit."""

@@ -1,0 +1,95 @@
+"""The gRPC server on the Unix socket: socket file hygiene, message limits, health service, graceful stop."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import stat
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from edge_agent.agent import Agent
+from edge_agent.config import socket_path
+from edge_agent.generated import edge_agent_pb2_grpc as pb_grpc
+from edge_agent.servicer import EdgeAgentServicer
+
+log = logging.getLogger(__name__)
+SERVICE_NAME = "AWS.LookoutVision.EdgeAgent"
+# A 4096×4096 RGB888 image is 48 MiB, in the request (byte_data) and in the response (anomaly_mask).
+MAX_MESSAGE_BYTES = 64 << 20
+HANDLER_THREADS = 64
+MAX_CONCURRENT_RPCS = 1024  # beyond this gRPC itself answers RESOURCE_EXHAUSTED
+SOCKET_MODE = 0o660  # owner and group (ggc_group on a Greengrass device) may connect
+
+
+class SocketInUse(Exception):
+    """The socket path belongs to a running server or is not a socket at all."""
+
+
+def prepare_socket(path: Path) -> None:
+    """Remove a stale socket file left by a crashed agent; refuse a live one or a non-socket file."""
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return
+    if not stat.S_ISSOCK(info.st_mode):
+        raise SocketInUse(f"{path} exists and is not a socket; remove it or configure another Socket")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(2.0)
+        try:
+            probe.connect(str(path))
+        except (ConnectionRefusedError, FileNotFoundError):
+            path.unlink(missing_ok=True)
+            log.warning("removed stale socket file %s (no process was listening)", path)
+            return
+    raise SocketInUse(f"another process is already serving on {path}; stop it or configure another Socket")
+
+
+class AgentServer:
+    """The Edge Agent service and grpc.health.v1 on one Unix socket."""
+
+    def __init__(self, agent: Agent, address: str) -> None:
+        self.address = address
+        self.path = socket_path(address)
+        self.health = health.HealthServicer()
+        self._server = grpc.server(
+            ThreadPoolExecutor(max_workers=HANDLER_THREADS, thread_name_prefix="rpc"),
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ],
+            maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS,
+        )
+        pb_grpc.add_EdgeAgentServicer_to_server(EdgeAgentServicer(agent), self._server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        self._inode: int | None = None
+
+    def start(self) -> None:
+        prepare_socket(self.path)
+        previous = os.umask(0o777 & ~SOCKET_MODE)  # the socket file is born with SOCKET_MODE, never wider
+        try:
+            self._server.add_insecure_port(f"unix://{self.path}")
+            self._server.start()
+        finally:
+            os.umask(previous)
+        os.chmod(self.path, SOCKET_MODE)
+        self._inode = self.path.stat().st_ino
+        for service in ("", SERVICE_NAME):
+            self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        log.info("serving %s on %s", SERVICE_NAME, self.address)
+
+    def stop(self, grace: float) -> None:
+        """Refuse new calls, give calls in flight up to `grace` seconds, then remove the socket file."""
+        self.health.enter_graceful_shutdown()
+        self._server.stop(grace).wait()
+        try:
+            if self._inode is not None and self.path.stat().st_ino == self._inode:
+                self.path.unlink()
+        except FileNotFoundError:
+            pass
+        log.info("stopped serving on %s", self.address)

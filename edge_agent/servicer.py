@@ -1,0 +1,147 @@
+"""The gRPC face of the agent: decode the request, check it, hand it to the agent, encode the result.
+
+Every failure leaves as the status code the Edge Agent API documents: AgentError subclasses carry
+theirs; anything unexpected is logged with its traceback and returned as INTERNAL.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from concurrent.futures import CancelledError
+from typing import Any
+
+import grpc
+from google.protobuf import unknown_fields
+
+from edge_agent.agent import Agent
+from edge_agent.errors import AgentError, InvalidArgument
+from edge_agent.generated import edge_agent_pb2 as pb
+from edge_agent.generated import edge_agent_pb2_grpc as pb_grpc
+from edge_agent.image_input import check_dimensions, image_from_bytes
+from edge_agent.model_slot import ModelInfo
+from edge_agent.results import Detection
+from edge_agent.shared_memory import SegmentRef, check_mask_target, read_image, write_mask
+
+log = logging.getLogger(__name__)
+# An AWS workshop copy of the proto puts AnomalyMaskParams.shared_memory_handle at tag 3 instead of 2.
+ALTERNATE_MASK_HANDLE_TAG = 3
+LENGTH_DELIMITED = 2
+MASK_FIELD = "anomaly_mask_params.shared_memory_handle"
+
+
+def _rpc(method: Callable) -> Callable:
+    @functools.wraps(method)
+    def wrapper(self: EdgeAgentServicer, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return method(self, request, context)
+        except AgentError as exc:
+            code, message = grpc.StatusCode[exc.code], str(exc)
+            log.log(
+                logging.ERROR if exc.code in ("INTERNAL", "UNKNOWN") else logging.INFO,
+                "%s: %s: %s",
+                method.__name__,
+                exc.code,
+                message,
+            )
+        except CancelledError:
+            code, message = grpc.StatusCode.CANCELLED, "the call was cancelled before the model ran it"
+        except Exception as exc:
+            log.exception("%s failed", method.__name__)
+            code, message = grpc.StatusCode.INTERNAL, f"internal agent error: {type(exc).__name__}: {exc}"
+        context.abort(code, message)
+
+    return wrapper
+
+
+def _segment(handle: pb.SharedMemoryHandle) -> SegmentRef:
+    return SegmentRef(name=handle.name, size=handle.size, offset=handle.offset)
+
+
+def _mask_handle(params: pb.AnomalyMaskParams) -> pb.SharedMemoryHandle | None:
+    """The caller's mask segment, at tag 2 (AWS's documented proto) or tag 3 (the workshop proto)."""
+    if params.HasField("shared_memory_handle"):
+        return params.shared_memory_handle
+    for field in unknown_fields.UnknownFieldSet(params):
+        if field.field_number == ALTERNATE_MASK_HANDLE_TAG and field.wire_type == LENGTH_DELIMITED:
+            return pb.SharedMemoryHandle.FromString(field.data)
+    return None
+
+
+def _model_fields(info: ModelInfo) -> dict[str, Any]:
+    return {
+        "model_component": info.name,
+        "lookout_vision_model_arn": info.model_arn,
+        "status": int(info.status),
+        "status_message": info.message,
+    }
+
+
+class EdgeAgentServicer(pb_grpc.EdgeAgentServicer):
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+
+    @_rpc
+    def DetectAnomalies(self, request: pb.DetectAnomaliesRequest, context: grpc.ServicerContext):
+        bitmap = request.bitmap
+        check_dimensions(bitmap.width, bitmap.height)
+        source = bitmap.WhichOneof("data")
+        if source is None:
+            raise InvalidArgument("bitmap carries no image: set bitmap.byte_data or bitmap.shared_memory_handle")
+        if source == "byte_data":
+            image = image_from_bytes(bitmap.width, bitmap.height, bitmap.byte_data)
+        else:
+            image = read_image(
+                _segment(bitmap.shared_memory_handle), "bitmap.shared_memory_handle", bitmap.width, bitmap.height
+            )
+        mask_handle = _mask_handle(request.anomaly_mask_params)
+        if mask_handle is not None:
+            check_mask_target(_segment(mask_handle), MASK_FIELD, bitmap.width, bitmap.height)
+        future = self.agent.submit(request.model_component, image, with_mask=True)
+        context.add_callback(future.cancel)
+        detection = future.result()
+        result = self._result(detection)
+        if detection.mask is not None:
+            result.anomaly_mask.width, result.anomaly_mask.height = bitmap.width, bitmap.height
+            if mask_handle is None:
+                result.anomaly_mask.byte_data = detection.mask.tobytes()
+            else:
+                ref = _segment(mask_handle)
+                write_mask(ref, MASK_FIELD, detection.mask)
+                result.anomaly_mask.shared_memory_handle.CopyFrom(
+                    pb.SharedMemoryHandle(name=ref.name, size=detection.mask.nbytes, offset=ref.offset)
+                )
+        return pb.DetectAnomaliesResponse(detect_anomaly_result=result)
+
+    @staticmethod
+    def _result(detection: Detection) -> pb.DetectAnomalyResult:
+        return pb.DetectAnomalyResult(
+            is_anomalous=detection.is_anomalous,
+            confidence=detection.confidence,
+            anomaly_score=detection.anomaly_score,
+            anomaly_threshold=detection.anomaly_threshold,
+            anomalies=[
+                pb.Anomaly(
+                    name=a.name, pixel_anomaly=pb.PixelAnomaly(total_percentage_area=a.fraction, hex_color=a.hex_color)
+                )
+                for a in detection.anomalies
+            ],
+        )
+
+    @_rpc
+    def StartModel(self, request: pb.StartModelRequest, context: grpc.ServicerContext):
+        return pb.StartModelResponse(status=int(self.agent.start(request.model_component)))
+
+    @_rpc
+    def StopModel(self, request: pb.StopModelRequest, context: grpc.ServicerContext):
+        return pb.StopModelResponse(status=int(self.agent.stop(request.model_component)))
+
+    @_rpc
+    def ListModels(self, request: pb.ListModelsRequest, context: grpc.ServicerContext):
+        return pb.ListModelsResponse(models=[pb.ModelMetadata(**_model_fields(i)) for i in self.agent.list_models()])
+
+    @_rpc
+    def DescribeModel(self, request: pb.DescribeModelRequest, context: grpc.ServicerContext):
+        info = self.agent.describe(request.model_component)
+        return pb.DescribeModelResponse(model_description=pb.ModelDescription(**_model_fields(info)))

@@ -1,0 +1,105 @@
+"""Polls the registry folder, the models folder and the configuration file, and tells the agent what changed.
+
+Polling (twice a second by default) needs no inotify and works on every filesystem; registrations are
+rare and each poll is a directory listing and a few stat calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from edge_agent.agent import Agent
+from edge_agent.config import ConfigError, load_config_file
+from edge_agent.deployments import Registration, verify_registration
+from edge_agent.models_folder import read_models_folder
+from edge_agent.registry import read_registry
+
+log = logging.getLogger(__name__)
+
+
+def _manifest_mtime(registration: Registration) -> int | None:
+    try:
+        return (registration.path / "manifest.json").stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+class Watcher:
+    """Call `poll()` once to load what is there, then `start()` to follow changes in a background thread."""
+
+    def __init__(
+        self,
+        agent: Agent,
+        registry_dir: Path,
+        models_dir: Path | None,
+        unpack_root: Path,
+        config_file: Path | None,
+        interval: float = 0.5,
+    ) -> None:
+        self.agent = agent
+        self.registry_dir = registry_dir
+        self.models_dir = models_dir
+        self.unpack_root = unpack_root
+        self.config_file = config_file
+        self.interval = interval
+        self._known: dict[str, tuple[Registration, int | None]] = {}
+        self._config_mtime: int | None = None
+        self._config_socket: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="watcher", daemon=True)
+
+    def poll(self) -> None:
+        self._poll_config()
+        self._poll_registrations()
+
+    def _poll_registrations(self) -> None:
+        current: dict[str, Registration] = {}
+        if self.models_dir is not None:
+            current.update(read_models_folder(self.models_dir, self.unpack_root))
+        current.update(read_registry(self.registry_dir))  # a registration wins over a models-folder entry
+        for name, registration in current.items():
+            fingerprint = (registration, _manifest_mtime(registration))
+            if self._known.get(name) != fingerprint:
+                self._known[name] = fingerprint
+                self.agent.update(verify_registration(registration))
+        for name in set(self._known) - set(current):
+            del self._known[name]
+            self.agent.remove(name)
+
+    def _poll_config(self) -> None:
+        if self.config_file is None:
+            return
+        try:
+            mtime = self.config_file.stat().st_mtime_ns
+        except OSError:
+            mtime = None
+        if mtime == self._config_mtime:
+            return
+        self._config_mtime = mtime
+        try:
+            config = load_config_file(self.config_file)
+        except ConfigError as exc:
+            log.error("keeping the previous configuration: %s", exc)
+            return
+        if self._config_socket not in (None, config.socket):
+            log.warning("Socket changed to %s: it takes effect when the agent restarts", config.socket)
+        self._config_socket = config.socket
+        self.agent.configure(config)
+        log.info("configuration applied from %s", self.config_file)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.poll()
+            except Exception:
+                log.exception("watcher poll failed; retrying")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
