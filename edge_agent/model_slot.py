@@ -160,7 +160,7 @@ class ModelSlot:
             return "not serving"
         return (
             f"running version {self._serving.version} on {_describe_target(self._serving)} "
-            f"with {self._pool.workers} worker(s)"
+            f"with {self._pool.workers} worker(s), up to {self._pool.max_queued} queued request(s)"
         )
 
     def _spawn_loader(self) -> None:

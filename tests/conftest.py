@@ -82,3 +82,51 @@ def wait_for_job(service: Service, project: str, job: str, timeout: float = 300.
             return description["ModelPackagingDescription"]
         time.sleep(0.3)
     raise AssertionError(f"job {job} did not finish in {timeout} s")
+
+
+# Model components the agent tests serve, all packaged by real packaging jobs.
+BOARDS = "com.example.CircuitBoards"
+SQRT = "com.example.SqrtScore"
+
+
+@pytest.fixture(scope="session")
+def packaged(tmp_path_factory: pytest.TempPathFactory, reference_model, reference_metadata) -> dict[str, Path]:
+    """"<component>-<version>" → model.zip: the reference model as 1.0.0 and (threshold 0.6) as 2.0.0, and a
+    small model whose score is NaN on black images."""
+    from tests.agent_harness import PackagingRequest, package_models
+    from tests.models import sqrt_score
+
+    work = tmp_path_factory.mktemp("packaged")
+    sqrt_file = work / "sqrt.onnx"
+    onnx.save(sqrt_score(), sqrt_file)
+    service = make_service(work / "data", max_workers=2)
+    try:
+        return package_models(
+            service,
+            [
+                PackagingRequest("boards", reference_model.model_path, reference_metadata, BOARDS, "1.0.0"),
+                PackagingRequest(
+                    "boards", reference_model.model_path, {**reference_metadata, "threshold": 0.6}, BOARDS, "2.0.0"
+                ),
+                PackagingRequest("sqrt", sqrt_file, {}, SQRT, "1.0.0"),
+            ],
+            work / "gg",
+        )
+    finally:
+        stop_workers(service)
+
+
+@pytest.fixture(scope="session")
+def client_stubs(tmp_path_factory: pytest.TempPathFactory):
+    """(edge_agent_pb2, edge_agent_pb2_grpc) generated from protos/ as a factory-floor client would."""
+    from tests.agent_harness import generate_client_stubs
+
+    return generate_client_stubs(tmp_path_factory.mktemp("client-stubs"))
+
+
+@pytest.fixture(scope="session")
+def boards_model(packaged: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):
+    """The 1.0.0 bundle loaded in the test process: the reference for every agent result."""
+    from edge_agent.model_runner import LoadedModel, open_bundle
+
+    return LoadedModel(open_bundle(packaged[f"{BOARDS}-1.0.0"], tmp_path_factory.mktemp("direct")))

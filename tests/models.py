@@ -48,3 +48,19 @@ def anomalib_like(score_shape: list, with_map: bool = True) -> onnx.ModelProto:
         outputs.append(helper.make_tensor_value_info("anomaly_map", TensorProto.FLOAT, [1, 1, 64, 64]))
     inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 64, 64])]
     return _model(nodes, inputs, outputs, [shape])
+
+
+def sqrt_score(size: int = 64) -> onnx.ModelProto:
+    """pred_score = sqrt(mean(input) + 1): finite for ordinary images, NaN for a black one (mean ≈ −2 after
+    ImageNet normalisation). A model that misbehaves on some inputs, for the agent's INTERNAL path."""
+    one = numpy_helper.from_array(np.array([1.0], dtype=np.float32), "one")
+    shape = numpy_helper.from_array(np.array([1], dtype=np.int64), "shape")
+    nodes = [
+        helper.make_node("ReduceMean", ["input"], ["m"], keepdims=0),
+        helper.make_node("Add", ["m", "one"], ["shifted"]),
+        helper.make_node("Sqrt", ["shifted"], ["root"]),
+        helper.make_node("Reshape", ["root", "shape"], ["pred_score"]),
+    ]
+    inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, size, size])]
+    outputs = [helper.make_tensor_value_info("pred_score", TensorProto.FLOAT, [1])]
+    return _model(nodes, inputs, outputs, [one, shape])
