@@ -53,7 +53,7 @@ class AgentConfig:
             concurrency=_integer(data, "Concurrency", 1, 1, MAX_CONCURRENCY),
             max_queued_requests=_integer(data, "MaxQueuedRequests", 32, 1, MAX_QUEUED),
             memory_budget_mib=_integer(data, "MemoryBudgetMiB", 0, 0, 1 << 30),
-            thresholds=_thresholds(data.get("Models") or {}),
+            thresholds=_thresholds({} if data.get("Models") is None else data["Models"]),
         )
 
 

@@ -1,0 +1,141 @@
+"""The agent's domain pieces without a server: configuration rules, registry files, shared-memory checks,
+and the mapping of segmentation and classification outputs to results."""
+
+from __future__ import annotations
+
+from multiprocessing import shared_memory
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_agent.config import AgentConfig, ConfigError, load_config_file, socket_path
+from edge_agent.deployments import Registration
+from edge_agent.errors import InvalidArgument, ModelOutputError
+from edge_agent.image_input import check_dimensions, image_from_bytes
+from edge_agent.registry import RegistryError, read_registry, remove_registration, write_registration
+from edge_agent.results import detect
+from edge_agent.shared_memory import SegmentRef, read_image, write_mask
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"Sockt": "unix:///tmp/a.sock"}, "unknown configuration key(s) Sockt"),
+        ({"Socket": "tcp://localhost:1"}, "must be a Unix socket address"),
+        ({"Socket": "unix:relative.sock"}, "must name an absolute path"),
+        ({"Socket": "unix:///" + "a" * 120}, "longer than the 107 bytes"),
+        ({"Concurrency": 0}, "Concurrency must be a whole number from 1 to 64, got 0"),
+        ({"Concurrency": True}, "Concurrency must be a whole number"),
+        ({"MaxQueuedRequests": 2.5}, "MaxQueuedRequests must be a whole number from 1 to 10000, got 2.5"),
+        ({"MemoryBudgetMiB": -1}, "MemoryBudgetMiB must be a whole number from 0"),
+        ({"Models": []}, "Models must map component names to settings"),
+        ({"Models": {"m": 0.5}}, "Models.m must be a mapping like {Threshold: 0.6}"),
+        ({"Models": {"m": {"Treshold": 0.5}}}, "Models.m: unknown key(s) Treshold"),
+        ({"Models": {"m": {"Threshold": 1.5}}}, "Models.m.Threshold must be a number from 0 to 1, got 1.5"),
+    ],
+)
+def test_configuration_rules(data, message) -> None:
+    with pytest.raises(ConfigError) as error:
+        AgentConfig.from_mapping(data)
+    assert message in str(error.value)
+
+
+def test_configuration_values_and_file(tmp_path) -> None:
+    config = AgentConfig.from_mapping(
+        {"Socket": "unix:/tmp/x.sock", "Concurrency": 2.0, "Models": {"m": {"Threshold": 1}}, "accessControl": {}}
+    )
+    assert (config.socket, config.concurrency, config.thresholds) == ("unix:/tmp/x.sock", 2, {"m": 1.0})
+    assert socket_path("unix:///tmp/a.sock") == socket_path("unix:/tmp/a.sock") == Path("/tmp/a.sock")
+    (tmp_path / "c.yaml").write_text("Concurrency: [1\n")
+    with pytest.raises(ConfigError, match="not valid YAML/JSON"):
+        load_config_file(tmp_path / "c.yaml")
+    assert load_config_file(_write(tmp_path / "empty.yaml", "")) == AgentConfig()
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_registry_writes_atomically_and_deregisters_only_its_own_version(tmp_path) -> None:
+    registry = tmp_path / "registry"
+    write_registration(registry, Registration("com.example.A", "1.0.0", "arn:a", tmp_path / "v1"))
+    write_registration(registry, Registration("com.example.A", "2.0.0", "arn:a", tmp_path / "v2"))
+    assert sorted(p.name for p in registry.iterdir()) == ["com.example.A.json"]
+    assert read_registry(registry)["com.example.A"].component_version == "2.0.0"
+    assert not remove_registration(registry, "com.example.A", "1.0.0")
+    assert remove_registration(registry, "com.example.A", "2.0.0")
+    assert read_registry(registry) == {}
+    with pytest.raises(RegistryError, match="not a Greengrass component name"):
+        write_registration(registry, Registration("../escape", "1.0.0", "arn:a", tmp_path))
+    _write(registry / "broken.json", "{")
+    assert read_registry(registry) == {}
+
+
+def test_image_checks() -> None:
+    check_dimensions(64, 4096)
+    with pytest.raises(InvalidArgument, match=r"bitmap\.height is 0"):
+        check_dimensions(64, 0)
+    image = image_from_bytes(64, 65, bytes(range(256)) * 48 + bytes(192))
+    assert image.shape == (65, 64, 3) and image[0, 0].tolist() == [0, 1, 2]
+
+
+def test_shared_memory_reads_exact_buffers_and_writes_masks() -> None:
+    shm = shared_memory.SharedMemory(create=True, size=64 * 64 * 3 + 10)
+    try:
+        name = "/" + shm.name.lstrip("/")
+        shm.buf[10 : 10 + 12288] = bytes(range(256)) * 48
+        image = read_image(SegmentRef(name, 12288, 10), "bitmap.shared_memory_handle", 64, 64)
+        assert image.reshape(-1)[:3].tolist() == [0, 1, 2]
+        with pytest.raises(InvalidArgument, match="lies beyond the end"):
+            read_image(SegmentRef(name, 12288, 11), "bitmap.shared_memory_handle", 64, 64)
+        mask = np.full((64, 64, 3), 7, np.uint8)
+        assert write_mask(SegmentRef(name, 12288, 0), "m", mask) == 12288
+        assert bytes(shm.buf[:3]) == b"\x07\x07\x07"
+        with pytest.raises(InvalidArgument, match=r"m\.size is 100 bytes"):
+            write_mask(SegmentRef(name, 100, 0), "m", mask)
+    finally:
+        shm.close()
+        shm.unlink()
+
+
+SEGMENTATION = {
+    "model_type": "segmentation",
+    "outputs": {"class_map": "classes"},
+    "threshold": 0.5,
+    "labels": [
+        {"name": "background", "color": "#ffffff"},
+        {"name": "scratch", "color": "#FF0000"},
+        {"name": "dent", "color": "#00FF00"},
+    ],
+}
+
+
+def test_segmentation_mask_areas_and_colours() -> None:
+    logits = np.zeros((1, 3, 4, 4), np.float32)
+    logits[0, 0] = 5.0
+    logits[0, 1, 0, :2] = 10.0  # 2 of 16 cells are scratch; no dent
+    result = detect(SEGMENTATION, {"classes": logits}, mask_size=(8, 8))
+    assert [(a.name, a.fraction, a.hex_color) for a in result.anomalies] == [
+        ("background", 14 / 16, "#FFFFFF"),
+        ("scratch", 2 / 16, "#FF0000"),
+    ]
+    assert result.mask.shape == (8, 8, 3)
+    assert result.mask[0, 0].tolist() == [255, 0, 0] and result.mask[7, 7].tolist() == [255, 255, 255]
+    assert result.is_anomalous and result.anomaly_score == pytest.approx(1 - np.exp(5) / (np.exp(5) + np.exp(10) + 1))
+
+
+def test_classification_has_no_mask_and_nan_scores_are_refused() -> None:
+    spec = {
+        "model_type": "classification",
+        "outputs": {"class_scores": "p"},
+        "threshold": 0.5,
+        "classification_output": "probabilities",
+        "anomalous_class_index": 1,
+        "labels": [],
+    }
+    result = detect(spec, {"p": np.array([[0.7, 0.3]], np.float32)}, mask_size=(64, 64))
+    assert (result.is_anomalous, result.confidence, result.mask, result.anomalies) == (False, 0.7, None, [])
+    with pytest.raises(ModelOutputError, match="non-finite"):
+        detect(spec, {"p": np.array([[np.nan, np.nan]], np.float32)})
