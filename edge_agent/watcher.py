@@ -13,7 +13,7 @@ from pathlib import Path
 from edge_agent.agent import Agent
 from edge_agent.config import ConfigError, load_config_file
 from edge_agent.deployments import Registration, verify_registration
-from edge_agent.models_folder import read_models_folder
+from edge_agent.models_folder import ModelsFolder
 from edge_agent.registry import read_registry
 
 log = logging.getLogger(__name__)
@@ -40,8 +40,7 @@ class Watcher:
     ) -> None:
         self.agent = agent
         self.registry_dir = registry_dir
-        self.models_dir = models_dir
-        self.unpack_root = unpack_root
+        self.models_folder = ModelsFolder(models_dir, unpack_root) if models_dir is not None else None
         self.config_file = config_file
         self.interval = interval
         self._known: dict[str, tuple[Registration, int | None]] = {}
@@ -56,8 +55,8 @@ class Watcher:
 
     def _poll_registrations(self) -> None:
         current: dict[str, Registration] = {}
-        if self.models_dir is not None:
-            current.update(read_models_folder(self.models_dir, self.unpack_root))
+        if self.models_folder is not None:
+            current.update(self.models_folder.registrations())
         current.update(read_registry(self.registry_dir))  # a registration wins over a models-folder entry
         for name, registration in current.items():
             fingerprint = (registration, _manifest_mtime(registration))

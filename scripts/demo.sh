@@ -25,5 +25,19 @@ run lookout-edge export-component --component-name com.example.CircuitBoards --c
 find "$out/gg" -type f | sort
 run lookout-edge score --bundle "$out/gg/artifacts/com.example.CircuitBoards/1.0.0/model.zip" \
     "$out/reference/samples"
+# Serve the packaged component with the Edge Agent and call it the way factory-floor clients do.
+sock_dir="$(mktemp -d)"
+agent=(lookout-edge-agent --socket "unix://$sock_dir/agent.sock" --registry-dir "$out/agent-registry"
+       --models-dir "$out/gg/artifacts/com.example.CircuitBoards/1.0.0" --work-dir "$out/agent-work")
+echo "+ ${agent[*]} &" >&2
+"${agent[@]}" &
+agent_pid=$!
+trap 'kill -TERM $agent_pid 2>/dev/null; wait $agent_pid; rm -rf "$sock_dir"' EXIT
+mkdir -p "$out/client"
+run python3 -m grpc_tools.protoc --proto_path=protos --python_out="$out/client" --grpc_python_out="$out/client" \
+    edge-agent.proto
+for _ in $(seq 60); do [ -S "$sock_dir/agent.sock" ] && break; sleep 0.5; done
+run env PYTHONPATH="$out/client" python3 examples/detect_anomalies.py --socket "unix://$sock_dir/agent.sock" \
+    --model-component com.example.CircuitBoards --stop "$out"/reference/samples/*.png
 echo "Deploy with: sudo greengrass-cli deployment create --recipeDir $out/gg/recipes" \
      "--artifactDir $out/gg/artifacts --merge com.example.CircuitBoards=1.0.0"
