@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc
 from google.protobuf import unknown_fields
+from google.protobuf.message import DecodeError
 
 from edge_agent.agent import Agent
 from edge_agent.errors import AgentError, InvalidArgument
@@ -65,7 +66,12 @@ def _mask_handle(params: pb.AnomalyMaskParams) -> pb.SharedMemoryHandle | None:
         return params.shared_memory_handle
     for field in unknown_fields.UnknownFieldSet(params):
         if field.field_number == ALTERNATE_MASK_HANDLE_TAG and field.wire_type == LENGTH_DELIMITED:
-            return pb.SharedMemoryHandle.FromString(field.data)
+            try:
+                return pb.SharedMemoryHandle.FromString(field.data)
+            except DecodeError:
+                raise InvalidArgument(
+                    f"{MASK_FIELD} (tag {ALTERNATE_MASK_HANDLE_TAG}) is not a SharedMemoryHandle"
+                ) from None
     return None
 
 
