@@ -11,7 +11,6 @@ requests per second; with --onnx, also ONNX Runtime's median latency on the same
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import shutil
@@ -28,25 +27,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def stubs(folder: Path):
-    shutil.copy(REPO / "protos" / "edge-agent.proto", folder)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "grpc_tools.protoc",
-            "--proto_path=.",
-            "--python_out=.",
-            "--grpc_python_out=.",
-            "edge-agent.proto",
-        ],
-        cwd=folder,
-        check=True,
-    )
-    sys.path.insert(0, str(folder))
-    return importlib.import_module("edge_agent_pb2"), importlib.import_module("edge_agent_pb2_grpc")
 
 
 def run_agent(bundle: Path, concurrency: int, clients: int, requests: int, image: np.ndarray, pb, pb_grpc) -> dict:
@@ -159,7 +139,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=24, help="measured requests in total (after warm-up)")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
-    pb, pb_grpc = stubs(Path(tempfile.mkdtemp(prefix="lea-stubs-")))
+    from tests.agent_harness import generate_client_stubs
+
+    pb, pb_grpc = generate_client_stubs(Path(tempfile.mkdtemp(prefix="lea-stubs-")))
     image = np.random.default_rng(0).integers(0, 256, (224, 224, 3), dtype=np.uint8)
     print(f"cpus={os.cpu_count()} clients={args.clients} requests={args.requests}")
     ort_ms = onnx_runtime_ms(args.onnx, args.bundle, image) if args.onnx else None

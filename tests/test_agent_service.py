@@ -286,25 +286,23 @@ def test_each_invalid_input_names_its_field(stub, pb, segments) -> None:
         error = rpc_error(lambda request=request: stub.DetectAnomalies(request))
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, expected
         assert expected in error.details()
-    empty_name_calls = [
-        lambda: stub.StartModel(pb.StartModelRequest(model_component="")),
-        lambda: stub.StopModel(pb.StopModelRequest(model_component="")),
-        lambda: stub.DescribeModel(pb.DescribeModelRequest(model_component="")),
-        lambda: detect(stub, pb, "", np.zeros((64, 64, 3), np.uint8)),
-    ]
-    for call in empty_name_calls:
+    for call in calls_naming(stub, pb, ""):
         error = rpc_error(call)
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "model_component is empty" in error.details()
 
 
-def test_unknown_components_are_not_found(stub, pb) -> None:
-    calls = [
-        lambda: stub.DescribeModel(pb.DescribeModelRequest(model_component="com.example.Nope")),
-        lambda: stub.StartModel(pb.StartModelRequest(model_component="com.example.Nope")),
-        lambda: stub.StopModel(pb.StopModelRequest(model_component="com.example.Nope")),
-        lambda: detect(stub, pb, "com.example.Nope", np.zeros((64, 64, 3), np.uint8)),
+def calls_naming(stub, pb, name: str) -> list:
+    """Every RPC that takes a model_component, called with `name`."""
+    return [
+        lambda: stub.DescribeModel(pb.DescribeModelRequest(model_component=name)),
+        lambda: stub.StartModel(pb.StartModelRequest(model_component=name)),
+        lambda: stub.StopModel(pb.StopModelRequest(model_component=name)),
+        lambda: detect(stub, pb, name, np.zeros((64, 64, 3), np.uint8)),
     ]
-    for call in calls:
+
+
+def test_unknown_components_are_not_found(stub, pb) -> None:
+    for call in calls_naming(stub, pb, "com.example.Nope"):
         error = rpc_error(call)
         assert error.code() == grpc.StatusCode.NOT_FOUND
         assert "no model component named 'com.example.Nope'" in error.details() and BOARDS in error.details()
