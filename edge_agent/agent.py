@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 
 import numpy as np
@@ -26,6 +27,7 @@ class Agent:
         self._slots: dict[str, ModelSlot] = {}
         self._config = config
         self._budget = MemoryBudget(config.memory_budget_mib * MIB)
+        self._listeners: list[Callable[[], None]] = []
 
     @property
     def config(self) -> AgentConfig:
@@ -34,6 +36,15 @@ class Agent:
     def _settings(self) -> PoolSettings:
         return PoolSettings(workers=self._config.concurrency, max_queued=self._config.max_queued_requests)
 
+    def subscribe(self, listener: Callable[[], None]) -> None:
+        """Call `listener` (quickly, without blocking) whenever a model's status or version, or the set of
+        models, changes."""
+        self._listeners.append(listener)
+
+    def _notify(self) -> None:
+        for listener in self._listeners:
+            listener()
+
     # Registrations ---------------------------------------------------------------------------------------
 
     def update(self, deployment: Deployment) -> None:
@@ -41,10 +52,11 @@ class Agent:
         with self._lock:
             slot = self._slots.get(deployment.name)
             if slot is None:
-                slot = ModelSlot(deployment, self._settings(), self._budget)
+                slot = ModelSlot(deployment, self._settings(), self._budget, self._notify)
                 slot.configure(self._settings(), self._config.thresholds.get(deployment.name))
                 self._slots[deployment.name] = slot
                 log.info("registered %s version %s", deployment.name, deployment.version)
+                self._notify()
                 return
         log.info("re-registered %s as version %s", deployment.name, deployment.version)
         slot.replace(deployment)
@@ -56,6 +68,7 @@ class Agent:
         if slot is not None:
             log.info("deregistered %s", name)
             slot.retire()
+            self._notify()
 
     def configure(self, config: AgentConfig) -> None:
         """Apply a new configuration to every model without a restart."""

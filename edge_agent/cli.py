@@ -12,7 +12,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from edge_agent.defaults import DEFAULT_SOCKET, default_registry_dir, package_version
+from edge_agent.defaults import AGENT_COMPONENT_NAME, DEFAULT_SOCKET, default_registry_dir, package_version
 
 log = logging.getLogger("lookout-edge-agent")
 COMMANDS = ("serve", "register", "deregister")
@@ -23,14 +23,17 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 def _serve(args: argparse.Namespace) -> int:
     from edge_agent.agent import Agent
     from edge_agent.config import AgentConfig, ConfigError, load_config_file, socket_path
-    from edge_agent.server import AgentServer, SocketInUse
+    from edge_agent.greengrass_ipc import GreengrassLink, in_greengrass
+    from edge_agent.server import ServingEndpoint, SocketInUse
     from edge_agent.watcher import Watcher
 
+    def pinned(config: AgentConfig) -> AgentConfig:
+        """--socket wins over the configuration's Socket."""
+        return dataclasses.replace(config, socket=args.socket) if args.socket else config
+
     try:
-        config = load_config_file(Path(args.config)) if args.config else AgentConfig()
-        if args.socket:
-            socket_path(args.socket)
-            config = dataclasses.replace(config, socket=args.socket)
+        config = pinned(load_config_file(Path(args.config)) if args.config else AgentConfig())
+        socket_path(config.socket)
     except ConfigError as exc:
         log.error("%s", exc)
         return 2
@@ -44,27 +47,38 @@ def _serve(args: argparse.Namespace) -> int:
         signal.signal(signum, lambda *_: stop.set())
 
     agent = Agent(config)
+    endpoint = ServingEndpoint(agent, config.socket, args.grace)
+
+    def apply_config(new: AgentConfig) -> None:
+        endpoint.apply(pinned(new))
+
     config_file = Path(args.config) if args.config else None
-    watcher = Watcher(agent, Path(args.registry_dir), models_dir, work_dir / "unpacked", config_file)
+    watcher = Watcher(agent, Path(args.registry_dir), models_dir, work_dir / "unpacked", config_file, apply_config)
     watcher.poll()
-    server = AgentServer(agent, config.socket)
     try:
-        server.start()
+        endpoint.server.start()
     except (SocketInUse, RuntimeError, OSError) as exc:
         log.error("cannot serve on %s: %s", config.socket, exc)
         agent.shutdown()
         return 1
     watcher.start()
+    link = GreengrassLink(agent, args.component_name, args.component_version, apply_config) if in_greengrass() else None
+    if link is not None:
+        link.start()
     log.info(
-        "lookout-edge-agent %s ready; registry %s; %d model component(s)",
-        package_version(),
+        "%s %s ready (%s); registry %s; %d model component(s)",
+        args.component_name,
+        args.component_version,
+        "Greengrass IPC on" if link else "local mode, no Greengrass IPC",
         args.registry_dir,
         len(agent.list_models()),
     )
     while not stop.wait(1.0):
         pass
     log.info("shutting down: finishing calls in flight (up to %.0f s)", args.grace)
-    server.stop(args.grace)
+    endpoint.stop()
+    if link is not None:
+        link.stop()
     watcher.stop()
     agent.shutdown()
     if not args.work_dir:
@@ -149,6 +163,16 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=DEFAULT_GRACE_SECONDS,
         help=f"seconds calls in flight may take to finish on shutdown (default {DEFAULT_GRACE_SECONDS:.0f})",
+    )
+    serve.add_argument(
+        "--component-name",
+        default=AGENT_COMPONENT_NAME,
+        help=f"the agent's Greengrass component name, for status reports (default {AGENT_COMPONENT_NAME})",
+    )
+    serve.add_argument(
+        "--component-version",
+        default=package_version(),
+        help="the agent's component version, for status reports (default: the installed package version)",
     )
     serve.set_defaults(run=_serve)
 

@@ -29,18 +29,20 @@ class ConfigError(ValueError):
 class AgentConfig:
     """Socket: where to serve. Concurrency: worker threads (VMs) per running model. MaxQueuedRequests: requests
     that may wait per model before RESOURCE_EXHAUSTED. MemoryBudgetMiB: what all running models may take
-    (0 = whatever the device has available). Models.<component>.Threshold: anomaly threshold override."""
+    (0 = whatever the device has available). ReportIntervalSeconds: heartbeat of the Greengrass status reports.
+    Models.<component>.Threshold: anomaly threshold override."""
 
     socket: str = DEFAULT_SOCKET
     concurrency: int = 1
     max_queued_requests: int = 32
     memory_budget_mib: int = 0
+    report_interval_seconds: int = 300
     thresholds: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any] | None) -> AgentConfig:
         data = dict(data or {})
-        known = {"Socket", "Concurrency", "MaxQueuedRequests", "MemoryBudgetMiB", "Models"}
+        known = {"Socket", "Concurrency", "MaxQueuedRequests", "MemoryBudgetMiB", "ReportIntervalSeconds", "Models"}
         unknown = sorted(set(data) - known - IGNORED_KEYS)
         if unknown:
             raise ConfigError(f"unknown configuration key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
@@ -53,6 +55,7 @@ class AgentConfig:
             concurrency=_integer(data, "Concurrency", 1, 1, MAX_CONCURRENCY),
             max_queued_requests=_integer(data, "MaxQueuedRequests", 32, 1, MAX_QUEUED),
             memory_budget_mib=_integer(data, "MemoryBudgetMiB", 0, 0, 1 << 30),
+            report_interval_seconds=_integer(data, "ReportIntervalSeconds", 300, 1, 86_400),
             thresholds=_thresholds({} if data.get("Models") is None else data["Models"]),
         )
 

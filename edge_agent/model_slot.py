@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -46,6 +47,7 @@ class PoolSettings:
 @dataclass(frozen=True)
 class ModelInfo:
     name: str
+    version: str
     model_arn: str
     status: ModelStatus
     message: str
@@ -60,8 +62,15 @@ def _describe_target(deployment: Deployment) -> str:
 class ModelSlot:
     """Thread-safe: gRPC handler threads, the registry watcher and loader threads all call in."""
 
-    def __init__(self, deployment: Deployment, settings: PoolSettings, budget: MemoryBudget) -> None:
+    def __init__(
+        self,
+        deployment: Deployment,
+        settings: PoolSettings,
+        budget: MemoryBudget,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
         self.name = deployment.name
+        self._on_change = on_change
         self._lock = threading.Lock()
         self._budget = budget
         self._registered = deployment
@@ -76,7 +85,14 @@ class ModelSlot:
     def info(self) -> ModelInfo:
         with self._lock:
             deployment = self._serving or self._registered
-            return ModelInfo(self.name, deployment.registration.model_arn, self._status, self._message)
+            return ModelInfo(
+                self.name, deployment.version, deployment.registration.model_arn, self._status, self._message
+            )
+
+    def _set_status(self, status: ModelStatus, message: str) -> None:
+        """Called with the lock held; tells the listener (status reports) that something changed."""
+        self._status, self._message = status, message
+        self._on_change()
 
     # Lifecycle -------------------------------------------------------------------------------------------
 
@@ -90,8 +106,7 @@ class ModelSlot:
             bundle = self._registered.bundle
             if bundle is not None:
                 self._budget.reserve(self.name, estimate_bytes(bundle, self._settings.workers))
-            self._status = ModelStatus.STARTING
-            self._message = f"starting version {self._registered.version}"
+            self._set_status(ModelStatus.STARTING, f"starting version {self._registered.version}")
             self._spawn_loader()
             return ModelStatus.STARTING
 
@@ -116,7 +131,7 @@ class ModelSlot:
         self._generation += 1  # loaders still running discard their result
         pool, self._pool, self._serving = self._pool, None, None
         if pool is not None:
-            self._status, self._message = ModelStatus.STOPPING, message
+            self._set_status(ModelStatus.STOPPING, message)
         return pool
 
     def _finish_stop(self, pool: InferencePool | None, message: str) -> None:
@@ -124,7 +139,7 @@ class ModelSlot:
             pool.close()
         with self._lock:
             if self._status in (ModelStatus.STOPPING, ModelStatus.STARTING):
-                self._status, self._message = ModelStatus.STOPPED, message
+                self._set_status(ModelStatus.STOPPED, message)
         self._budget.release(self.name)
 
     # New versions and settings ---------------------------------------------------------------------------
@@ -135,8 +150,10 @@ class ModelSlot:
             self._registered = deployment
             if self._status in (ModelStatus.STOPPED, ModelStatus.FAILED):
                 self._generation += 1
-                self._status = ModelStatus.FAILED if deployment.error else ModelStatus.STOPPED
-                self._message = deployment.error or f"version {deployment.version} is ready; call StartModel"
+                self._set_status(
+                    ModelStatus.FAILED if deployment.error else ModelStatus.STOPPED,
+                    deployment.error or f"version {deployment.version} is ready; call StartModel",
+                )
             elif self._status == ModelStatus.RUNNING and deployment.error:
                 self._generation += 1
                 self._message = f"{self._serving_text()}; not switching: {deployment.error}"
@@ -200,12 +217,11 @@ class ModelSlot:
             if generation == self._generation and self._status in (ModelStatus.STARTING, ModelStatus.RUNNING):
                 if pool is not None:
                     retired, self._pool, self._serving = self._pool, pool, deployment
-                    self._status = ModelStatus.RUNNING
-                    self._message = self._serving_text()
+                    self._set_status(ModelStatus.RUNNING, self._serving_text())
                     self._budget.reserve(self.name, estimate_bytes(deployment.bundle, pool.workers), check=False)
                     log.info("%s: %s", self.name, self._message)
                 elif self._status == ModelStatus.STARTING:
-                    self._status, self._message = ModelStatus.FAILED, deployment.error or "failed to load"
+                    self._set_status(ModelStatus.FAILED, deployment.error or "failed to load")
                     self._budget.release(self.name)
                 else:
                     self._message = self._serving_text() + f"; {deployment.error}"

@@ -6,6 +6,7 @@ import logging
 import os
 import socket
 import stat
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from edge_agent.agent import Agent
-from edge_agent.config import socket_path
+from edge_agent.config import AgentConfig, socket_path
 from edge_agent.generated import edge_agent_pb2_grpc as pb_grpc
 from edge_agent.servicer import EdgeAgentServicer
 
@@ -93,3 +94,29 @@ class AgentServer:
         except FileNotFoundError:
             pass
         log.info("stopped serving on %s", self.address)
+
+
+class ServingEndpoint:
+    """The agent's server, moved to another socket without a restart when the configuration's Socket changes."""
+
+    def __init__(self, agent: Agent, address: str, grace: float) -> None:
+        self.agent = agent
+        self.grace = grace
+        self.server = AgentServer(agent, address)
+
+    def apply(self, config: AgentConfig) -> None:
+        """Apply a configuration: model settings at once; a new Socket by serving there, then retiring the old one."""
+        self.agent.configure(config)
+        if config.socket == self.server.address:
+            return
+        moved = AgentServer(self.agent, config.socket)
+        try:
+            moved.start()
+        except (SocketInUse, RuntimeError, OSError) as exc:
+            log.error("staying on %s: cannot serve on %s: %s", self.server.address, config.socket, exc)
+            return
+        retired, self.server = self.server, moved
+        threading.Thread(target=retired.stop, args=(self.grace,), name="retire-socket", daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.stop(self.grace)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from edge_agent.agent import Agent
-from edge_agent.config import ConfigError, load_config_file
+from edge_agent.config import AgentConfig, ConfigError, load_config_file
 from edge_agent.deployments import Registration, verify_registration
 from edge_agent.models_folder import ModelsFolder
 from edge_agent.registry import read_registry
@@ -36,16 +37,17 @@ class Watcher:
         models_dir: Path | None,
         unpack_root: Path,
         config_file: Path | None,
+        apply_config: Callable[[AgentConfig], None],
         interval: float = 0.5,
     ) -> None:
         self.agent = agent
         self.registry_dir = registry_dir
         self.models_folder = ModelsFolder(models_dir, unpack_root) if models_dir is not None else None
         self.config_file = config_file
+        self.apply_config = apply_config
         self.interval = interval
         self._known: dict[str, tuple[Registration, int | None]] = {}
         self._config_mtime: int | None = None
-        self._config_socket: str | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="watcher", daemon=True)
 
@@ -82,10 +84,7 @@ class Watcher:
         except ConfigError as exc:
             log.error("keeping the previous configuration: %s", exc)
             return
-        if self._config_socket not in (None, config.socket):
-            log.warning("Socket changed to %s: it takes effect when the agent restarts", config.socket)
-        self._config_socket = config.socket
-        self.agent.configure(config)
+        self.apply_config(config)
         log.info("configuration applied from %s", self.config_file)
 
     def _run(self) -> None:
