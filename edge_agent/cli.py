@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import shutil
 import signal
@@ -27,13 +26,10 @@ def _serve(args: argparse.Namespace) -> int:
     from edge_agent.server import ServingEndpoint, SocketInUse
     from edge_agent.watcher import Watcher
 
-    def pinned(config: AgentConfig) -> AgentConfig:
-        """--socket wins over the configuration's Socket."""
-        return dataclasses.replace(config, socket=args.socket) if args.socket else config
-
     try:
-        config = pinned(load_config_file(Path(args.config)) if args.config else AgentConfig())
-        socket_path(config.socket)
+        config = load_config_file(Path(args.config)) if args.config else AgentConfig()
+        address = args.socket or config.socket
+        socket_path(address)
     except ConfigError as exc:
         log.error("%s", exc)
         return 2
@@ -47,22 +43,20 @@ def _serve(args: argparse.Namespace) -> int:
         signal.signal(signum, lambda *_: stop.set())
 
     agent = Agent(config)
-    endpoint = ServingEndpoint(agent, config.socket, args.grace)
-
-    def apply_config(new: AgentConfig) -> None:
-        endpoint.apply(pinned(new))
-
+    endpoint = ServingEndpoint(agent, address, args.grace)
     config_file = Path(args.config) if args.config else None
-    watcher = Watcher(agent, Path(args.registry_dir), models_dir, work_dir / "unpacked", config_file, apply_config)
+    watcher = Watcher(agent, Path(args.registry_dir), models_dir, work_dir / "unpacked", config_file, endpoint.apply)
     watcher.poll()
     try:
         endpoint.server.start()
     except (SocketInUse, RuntimeError, OSError) as exc:
-        log.error("cannot serve on %s: %s", config.socket, exc)
+        log.error("cannot serve on %s: %s", address, exc)
         agent.shutdown()
         return 1
     watcher.start()
-    link = GreengrassLink(agent, args.component_name, args.component_version, apply_config) if in_greengrass() else None
+    link = (
+        GreengrassLink(agent, args.component_name, args.component_version, endpoint.apply) if in_greengrass() else None
+    )
     if link is not None:
         link.start()
     log.info(

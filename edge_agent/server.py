@@ -97,16 +97,24 @@ class AgentServer:
 
 
 class ServingEndpoint:
-    """The agent's server, moved to another socket without a restart when the configuration's Socket changes."""
+    """The agent's server, moved to another socket without a restart when the configuration's Socket changes.
+
+    `address` is where to serve first (--socket, else the configuration's Socket); afterwards only a change of
+    the configured Socket moves the server.
+    """
 
     def __init__(self, agent: Agent, address: str, grace: float) -> None:
         self.agent = agent
         self.grace = grace
         self.server = AgentServer(agent, address)
+        self._configured_socket = agent.config.socket
 
     def apply(self, config: AgentConfig) -> None:
         """Apply a configuration: model settings at once; a new Socket by serving there, then retiring the old one."""
         self.agent.configure(config)
+        if config.socket == self._configured_socket:
+            return
+        self._configured_socket = config.socket
         if config.socket == self.server.address:
             return
         moved = AgentServer(self.agent, config.socket)

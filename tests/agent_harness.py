@@ -97,7 +97,14 @@ def generate_client_stubs(dest: Path) -> tuple[ModuleType, ModuleType]:
 class AgentProcess:
     """`lookout-edge-agent serve` in a child process on a socket in a fresh /tmp folder."""
 
-    def __init__(self, work: Path, *, models_dir: Path | None = None, config: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        work: Path,
+        *,
+        models_dir: Path | None = None,
+        config: dict[str, Any] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.work = work
         work.mkdir(parents=True, exist_ok=True)
         self.socket_dir = Path(tempfile.mkdtemp(prefix="lea-", dir="/tmp"))  # short: socket paths max 107 bytes
@@ -107,6 +114,7 @@ class AgentProcess:
         self.config_path = work / "agent-config.yaml"
         self.log_path = work / "agent.log"
         self.models_dir = models_dir
+        self.env = env or {}
         self.write_config(config or {})
         self.process: subprocess.Popen | None = None
 
@@ -130,7 +138,7 @@ class AgentProcess:
         return command
 
     def start(self, timeout: float = 60.0) -> AgentProcess:
-        env = dict(os.environ, PYTHONPATH=str(REPO))
+        env = dict(os.environ, PYTHONPATH=str(REPO), **self.env)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
         deadline = time.time() + timeout
