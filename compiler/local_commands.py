@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from pathlib import Path
 
@@ -39,6 +40,28 @@ def _score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _build_agent_component(args: argparse.Namespace) -> int:
+    from compiler.agent_component import BuildError, build_agent_component, build_project_wheel, resolve
+
+    prefix = args.prefix if not args.prefix or args.prefix.endswith("/") else args.prefix + "/"
+    try:
+        if args.resolve_only:
+            with tempfile.TemporaryDirectory() as wheels:
+                build_project_wheel(Path(wheels))
+                for arch in args.arch:
+                    plan = resolve(arch, args.python, Path(wheels))
+                    print(f"{arch} / Python {args.python}: " + ", ".join(f"{n}=={v}" for n, v in sorted(plan.items())))
+            return 0
+        built, recipe = build_agent_component(args.arch, args.python, Path(args.output), args.bucket, prefix)
+    except BuildError as exc:
+        print(f"build-agent-component: {exc}", file=sys.stderr)
+        return 1
+    for artifact in built:
+        print(f"{artifact.arch}: {artifact.archive} ({artifact.size_bytes / 2**20:.1f} MiB) → {artifact.uri}")
+    print(f"recipe:  {recipe} (and .json)")
+    return 0
+
+
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     build = subparsers.add_parser(
         "build-reference-model",
@@ -61,3 +84,29 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     score.add_argument("--threshold", type=float, help="override the model's anomaly threshold (0..1)")
     score.add_argument("images", nargs="+", help="image files, or folders of *.png")
     score.set_defaults(run=_score)
+
+    agent = subparsers.add_parser(
+        "build-agent-component",
+        help="build the Edge Agent's Greengrass component (offline wheelhouse + recipe)",
+        description="Downloads the agent and every runtime dependency as wheels for the device's architecture and "
+        "Python, zips them per architecture, and writes the agent component's recipe, in the greengrass-cli layout "
+        "(recipes/, artifacts/). The recipe's Install step creates a virtual environment with pip --no-index, so "
+        "the device needs no network.",
+    )
+    agent.add_argument(
+        "--arch",
+        nargs="+",
+        choices=["aarch64", "x86_64"],
+        default=["aarch64"],
+        help="device architectures (default aarch64: Jetson and other ARM64 devices)",
+    )
+    agent.add_argument("--python", default="3.10", help="the device's Python, e.g. 3.10 on JetPack 5 (default)")
+    agent.add_argument("--output", default="agent-component", help="folder for recipes/ and artifacts/")
+    agent.add_argument("--bucket", default="my-bucket", help="S3 bucket named in the recipe's artifact URIs")
+    agent.add_argument("--prefix", default="lookout-edge/", help="S3 key prefix for the artifacts")
+    agent.add_argument(
+        "--resolve-only",
+        action="store_true",
+        help="only print what would be installed on each architecture (no downloads)",
+    )
+    agent.set_defaults(run=_build_agent_component)

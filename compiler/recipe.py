@@ -49,9 +49,17 @@ def build_recipe(
     model_arn: str,
     target: TargetSpec,
     artifact_uri: str,
-    artifact_digest_b64: str,
+    artifact_digest_b64: str | None,
 ) -> dict[str, Any]:
-    """The recipe as a dict; `write_recipes` serialises it to YAML and JSON."""
+    """The recipe as a dict; `write_recipes` serialises it to YAML and JSON. Without a digest (an example
+    recipe), the cloud computes it when the component version is created."""
+    artifact: dict[str, Any] = {
+        "URI": artifact_uri,
+        "Unarchive": "ZIP",
+        "Permission": {"Read": "ALL", "Execute": "NONE"},
+    }
+    if artifact_digest_b64 is not None:
+        artifact.update({"Digest": artifact_digest_b64, "Algorithm": "SHA-256"})
     return {
         "RecipeFormatVersion": RECIPE_FORMAT_VERSION,
         "ComponentName": component_name,
@@ -78,15 +86,7 @@ def build_recipe(
                     "Startup": {"Script": _agent_cli(component_name, component_version, "register"), "Timeout": 300},
                     "Shutdown": {"Script": _agent_cli(component_name, component_version, "deregister"), "Timeout": 60},
                 },
-                "Artifacts": [
-                    {
-                        "URI": artifact_uri,
-                        "Unarchive": "ZIP",
-                        "Permission": {"Read": "ALL", "Execute": "NONE"},
-                        "Digest": artifact_digest_b64,
-                        "Algorithm": "SHA-256",
-                    }
-                ],
+                "Artifacts": [artifact],
             }
         ],
     }

@@ -27,6 +27,7 @@ MANIFEST_KEYS = {"Platform", "Name", "Lifecycle", "Artifacts", "Selections"}
 ARTIFACT_KEYS = {"URI", "Unarchive", "Permission", "Digest", "Algorithm"}
 PERMISSION_KEYS = {"Read", "Execute"}
 DEPENDENCY_KEYS = {"VersionRequirement", "DependencyType"}
+POLICY_KEYS = ("policyDescription", "operations", "resources")
 STEP_KEYS = {"Script", "RequiresPrivilege", "Skipif", "Timeout", "Setenv"}
 LIFECYCLE_STEPS = {"Setenv", "Bootstrap", "Install", "Run", "Startup", "Shutdown", "Recover"}
 COMPONENT_TYPES = {"aws.greengrass.generic", "aws.greengrass.lambda", "aws.greengrass.plugin", "aws.greengrass.nucleus"}
@@ -131,6 +132,31 @@ def _check_manifests(manifests: Any, dependencies: set[str], problems: list[str]
             names.add(name)
 
 
+def _check_access_control(access: Any, problems: list[str]) -> None:
+    """IPC authorization policies: destination → policy id → all three of policyDescription, operations, resources
+    (a null or malformed policy makes the nucleus drop every policy of the component)."""
+    where = "DefaultConfiguration.accessControl"
+    if not isinstance(access, dict):
+        problems.append(f"{where} must be a map of IPC service identifiers")
+        return
+    for destination, policies in access.items():
+        if not isinstance(policies, dict) or not policies:
+            problems.append(f"{where}.{destination} must map policy ids to policies")
+            continue
+        for policy_id, policy in policies.items():
+            policy = _keys(f"{where}.{destination}.{policy_id}", policy, POLICY_KEYS, problems)
+            for key in POLICY_KEYS:
+                value = policy.get(key)
+                valid = (
+                    isinstance(value, str)
+                    if key == "policyDescription"
+                    else (isinstance(value, list) and value and all(isinstance(v, str) and v for v in value))
+                )
+                if not valid:
+                    kind = "a string" if key == "policyDescription" else "a non-empty list of strings"
+                    problems.append(f"{where}.{destination}.{policy_id}.{key} must be {kind}")
+
+
 def recipe_problems(recipe: Any) -> list[str]:
     """Every rule the recipe breaks; an empty list means the nucleus would accept it."""
     problems: list[str] = []
@@ -152,6 +178,8 @@ def recipe_problems(recipe: Any) -> list[str]:
     )
     if not isinstance(configuration.get("DefaultConfiguration", {}), dict):
         problems.append("ComponentConfiguration.DefaultConfiguration must be a map")
+    else:
+        _check_access_control(configuration.get("DefaultConfiguration", {}).get("accessControl", {}), problems)
     dependencies = recipe.get("ComponentDependencies", {})
     for dep, props in dependencies.items() if isinstance(dependencies, dict) else []:
         props = _keys(f"ComponentDependencies.{dep}", props, DEPENDENCY_KEYS, problems)

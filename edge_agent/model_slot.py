@@ -55,7 +55,7 @@ class ModelInfo:
 
 def _describe_target(deployment: Deployment) -> str:
     target = deployment.bundle.manifest["target"] if deployment.bundle else {}
-    device = "NVIDIA GPU" if target.get("accelerator") == "NVIDIA" else "CPU"
+    device = "NVIDIA GPU" if str(target.get("accelerator") or "").lower() == "nvidia" else "CPU"
     return f"{target.get('arch', '?')} {device}"
 
 

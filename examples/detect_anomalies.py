@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import cv2
 import edge_agent_pb2 as pb
@@ -31,18 +32,29 @@ def wait_until_running(stub: pb_grpc.EdgeAgentStub, component: str, timeout: flo
     raise SystemExit(f"{component} did not start within {timeout:.0f} s")
 
 
+def image_paths(arguments: list[str]) -> list[str]:
+    paths = []
+    for argument in arguments:
+        folder = Path(argument)
+        if folder.is_dir():
+            paths += sorted(str(p) for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+        else:
+            paths.append(argument)
+    return paths
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--socket", default="unix:///tmp/aws.iot.lookoutvision.EdgeAgent.sock")
     parser.add_argument("--model-component", required=True)
     parser.add_argument("--stop", action="store_true", help="stop the model afterwards")
-    parser.add_argument("images", nargs="+")
+    parser.add_argument("images", nargs="+", help="image files, or folders of .png/.jpg images")
     args = parser.parse_args()
     # Masks come back in the reply; raise gRPC's 4 MiB default so large images' masks fit (up to 48 MiB).
     with grpc.insecure_channel(args.socket, options=[("grpc.max_receive_message_length", 64 << 20)]) as channel:
         stub = pb_grpc.EdgeAgentStub(channel)
         wait_until_running(stub, args.model_component)
-        for path in args.images:
+        for path in image_paths(args.images):
             rgb = cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)  # the agent expects RGB888
             bitmap = pb.Bitmap(width=rgb.shape[1], height=rgb.shape[0], byte_data=rgb.tobytes())
             request = pb.DetectAnomaliesRequest(model_component=args.model_component, bitmap=bitmap)

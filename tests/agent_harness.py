@@ -138,7 +138,7 @@ class AgentProcess:
         return command
 
     def start(self, timeout: float = 60.0) -> AgentProcess:
-        env = dict(os.environ, PYTHONPATH=str(REPO), **self.env)
+        env = {**os.environ, "PYTHONPATH": str(REPO), **self.env}
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
         deadline = time.time() + timeout
