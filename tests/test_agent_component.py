@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from compiler.agent_component import build_agent_component, build_project_wheel,
 from compiler.example_recipes import write_example_recipes
 from compiler.recipe_rules import recipe_problems
 from tests.agent_harness import REPO, AgentProcess
+from tests.conftest import BOARDS
 
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 IPC_OPERATIONS_NEEDING_POLICIES = {
@@ -132,3 +134,56 @@ def test_offline_install_from_the_wheelhouse_runs_the_agent(tmp_path) -> None:
         assert agent.healthy()
         assert "lookoutedge.EdgeAgent 0.1.0 ready" in agent.log()
     assert agent.process.returncode == 0
+
+
+def test_model_component_lifecycle_scripts_register_swap_and_deregister(packaged, client_stubs, tmp_path) -> None:
+    """The packaged recipes' own Startup/Shutdown scripts, run as the nucleus would (variables substituted)."""
+    pb, pb_grpc = client_stubs
+    agent_work = tmp_path / "work" / "lookoutedge.EdgeAgent"
+    (agent_work / "venv" / "bin").mkdir(parents=True)
+    (agent_work / "venv" / "bin" / "lookout-edge-agent").symlink_to(shutil.which("lookout-edge-agent"))
+    agent = AgentProcess(tmp_path / "agent")
+    agent.registry_dir = agent_work / "registry"
+
+    def run_step(version: str, step: str) -> None:
+        archive = packaged[f"{BOARDS}-{version}"]
+        recipe = yaml.safe_load((archive.parents[3] / "recipes" / f"{BOARDS}-{version}.yaml").read_text())
+        decompressed = tmp_path / "unarchived" / version
+        if not decompressed.exists():
+            with zipfile.ZipFile(archive) as zf:
+                zf.extractall(decompressed / archive.stem)
+        arn = recipe["ComponentConfiguration"]["DefaultConfiguration"]["LookoutVisionModelArn"]
+        script = _substitute(
+            recipe["Manifests"][0]["Lifecycle"][step]["Script"],
+            {
+                "lookoutedge.EdgeAgent:work:path": str(agent_work),
+                "configuration:/LookoutVisionModelArn": arn,
+                "artifacts:decompressedPath": str(decompressed),
+            },
+        )
+        done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+
+    def listed() -> dict[str, str]:
+        deadline = time.time() + 30
+        while True:
+            with agent.channel() as channel:
+                models = pb_grpc.EdgeAgentStub(channel).ListModels(pb.ListModelsRequest()).models
+            state = {m.model_component: m.status_message for m in models}
+            if state == expected or time.time() > deadline:
+                return state
+            time.sleep(0.1)
+
+    with agent:
+        run_step("1.0.0", "Startup")
+        expected = {BOARDS: "version 1.0.0 is ready; call StartModel"}
+        assert listed() == expected
+        run_step("2.0.0", "Startup")  # a new component version re-registers
+        expected = {BOARDS: "version 2.0.0 is ready; call StartModel"}
+        assert listed() == expected
+        run_step("1.0.0", "Shutdown")  # the old version's shutdown leaves the new registration alone
+        time.sleep(1.0)
+        assert listed() == expected
+        run_step("2.0.0", "Shutdown")
+        expected = {}
+        assert listed() == expected
