@@ -97,7 +97,10 @@ def test_offline_install_from_the_wheelhouse_runs_the_agent(tmp_path) -> None:
     built, recipe_path = build_agent_component(["x86_64"], PYTHON, tmp_path / "out", "my-bucket", "p/")
     (artifact,) = built
     print(f"\nagent artifact for x86_64 / Python {PYTHON}: {artifact.size_bytes / 2**20:.1f} MiB")
-    manifest = yaml.safe_load(recipe_path.read_text())["Manifests"][0]
+    recipe = yaml.safe_load(recipe_path.read_text())
+    assert recipe_problems(recipe) == []
+    assert recipe == json.loads(recipe_path.with_suffix(".json").read_text())
+    manifest = recipe["Manifests"][0]
     # Greengrass unpacks the ZIP into {artifacts:decompressedPath}/<zip name without .zip>/
     decompressed = tmp_path / "artifacts-unarchived"
     with zipfile.ZipFile(artifact.archive) as zf:

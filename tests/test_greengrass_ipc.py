@@ -75,8 +75,17 @@ def test_real_client_completes_every_operation_the_agent_uses(nucleus, monkeypat
         nucleus.errors["PublishToIoTCore"] = error("UnauthorizedError", "Not Authorized")
         with pytest.raises(UnauthorizedError):
             client.publish_to_iot_core(topic_name="a/b", qos=QOS.AT_LEAST_ONCE, payload=b"{}")
+        nucleus.delays["UpdateState"] = 0.5
+        started = time.time()
+        client.update_state(state="RUNNING")
+        assert time.time() - started >= 0.5
     finally:
         client.close()
+    nucleus.refuse_connect = True
+    with pytest.raises(Exception) as refused:  # AccessDeniedError, or AwsCrtError when the socket closes first
+        GreengrassCoreIPCClientV2()
+    assert type(refused.value).__name__ in ("AccessDeniedError", "AwsCrtError")
+    assert nucleus.calls[-1].request == {"authToken": TOKEN, "accepted": False}
     operations = [call.operation for call in nucleus.calls]
     assert operations[0] == "CONNECT" and nucleus.calls[0].request == {"authToken": TOKEN, "accepted": True}
     for operation in (
