@@ -26,6 +26,7 @@ IOT_CORE_TOPIC = "lookoutedge/{thing}/agent/status"  # AWS IoT Core (MQTT), one 
 LOCAL_TOPIC = "lookoutedge/agent/status"  # local publish/subscribe on the device
 SHADOW_NAME = "lookoutedge-agent"  # named shadow of the core device's thing; reported state only
 CALL_TIMEOUT = 10.0
+REASONS = ("start", "status-change", "configuration", "heartbeat")  # a report names the first that applies
 BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 
@@ -131,16 +132,18 @@ class GreengrassLink:
             )
             future.result(CALL_TIMEOUT)
             self._poke("start")
+            timed_out = False
             while not self._stop.is_set():
+                self._wake.clear()
                 with self._lock:
                     reasons, self._reasons = self._reasons, set()
+                if timed_out:
+                    reasons.add("heartbeat")
                 if "configuration" in reasons:
                     self._load_configuration(client)
-                self._report(client, sorted(reasons - {"configuration"} or {"configuration"})[0])
-                self._wake.wait(self.agent.config.report_interval_seconds)
-                self._wake.clear()
-                if not self._stop.is_set() and not self._reasons:
-                    self._poke("heartbeat")
+                if reasons:
+                    self._report(client, next(r for r in REASONS if r in reasons))
+                timed_out = not self._wake.wait(self.agent.config.report_interval_seconds)
         finally:
             client.close()
 

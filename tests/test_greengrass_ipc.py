@@ -185,6 +185,12 @@ def test_agent_reports_versions_and_status_and_follows_configuration(nucleus, pa
                 ),
             )
         wait_for_report(nucleus, lambda r: r["reason"] == "heartbeat")
+        window = time.time()
+        time.sleep(4.5)
+        beats = [
+            r["timestamp"] for r in iot_reports(nucleus) if r["reason"] == "heartbeat" and r["timestamp"] >= window
+        ]
+        assert 1 <= len(beats) <= 3  # one every 2 s (ReportIntervalSeconds), no more
 
         local = [c.request for c in nucleus.calls_to("PublishToTopic")]
         assert local and local[-1]["topic"] == "lookoutedge/agent/status"
