@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import platform
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -18,7 +19,12 @@ LLVM_TRIPLES = {"x86_64": "x86_64-linux-gnu", "aarch64": "aarch64-linux-gnu"}
 GREENGRASS_ARCHITECTURES = {"x86_64": "amd64", "aarch64": "aarch64"}
 MATTR_PATTERN = regex.compile(r"[+-][A-Za-z0-9_.\-]+")
 # Targets this service builds today; the others are validated fully, then refused with this list.
-BUILDABLE = {("x86_64", None)}
+BUILDABLE = {("x86_64", None), ("aarch64", None)}
+# Cross compilers (Debian package in brackets) for targets whose architecture differs from this machine's.
+CROSS_COMPILERS = {
+    "aarch64": ("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu"),
+    "x86_64": ("x86_64-linux-gnu-gcc", "gcc-x86-64-linux-gnu"),
+}
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,11 @@ class TargetSpec:
         extra += f" {','.join(self.mattr)}" if self.mattr else ""
         device = f"NVIDIA {self.gpu_code}" if self.accelerator else "CPU"
         return f"Linux {self.arch} {device}{extra}"
+
+    @property
+    def is_cross(self) -> bool:
+        """True when the module cannot run on this machine (it is built for another architecture)."""
+        return self.arch != platform.machine()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -162,6 +173,7 @@ def resolve_target(greengrass: dict[str, Any]) -> TargetSpec:
     if (target.arch, target.accelerator) not in BUILDABLE:
         raise _invalid(
             f"the target {target.describe()} is not supported by this packaging service yet; "
-            'supported now: TargetPlatform {"Os": "LINUX", "Arch": "X86_64"} (CPU).'
+            'supported now: TargetPlatform {"Os": "LINUX", "Arch": "X86_64"} or {"Os": "LINUX", "Arch": "ARM64"} '
+            "(CPU)."
         )
     return target

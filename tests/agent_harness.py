@@ -38,8 +38,14 @@ class PackagingRequest:
     version: str
 
 
-def package_models(service: Service, requests: list[PackagingRequest], out: Path) -> dict[str, Path]:
-    """Run a real packaging job for each request and export it; returns "<component>-<version>" → model.zip."""
+def package_models(
+    service: Service,
+    requests: list[PackagingRequest],
+    out: Path,
+    configurations: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Path]:
+    """Run a real packaging job for each request (x86_64 CPU unless `configurations` gives a component other
+    target keys) and export it; returns "<component>-<version>" → model.zip."""
     jobs = []
     for request in requests:
         projects = {p["ProjectName"] for p in service.call("ListProjects", {})["Projects"]}
@@ -49,9 +55,13 @@ def package_models(service: Service, requests: list[PackagingRequest], out: Path
             "CreateModel",
             {"ProjectName": request.project, "ModelFile": str(request.model_file), "ModelMetadata": request.metadata},
         )["ModelMetadata"]
-        greengrass = dict(
-            X86_CONFIGURATION["Greengrass"], ComponentName=request.component, ComponentVersion=request.version
-        )
+        base = {
+            k: v for k, v in X86_CONFIGURATION["Greengrass"].items() if k not in ("TargetPlatform", "CompilerOptions")
+        }
+        target = (configurations or {}).get(request.component) or {
+            k: X86_CONFIGURATION["Greengrass"][k] for k in ("TargetPlatform", "CompilerOptions")
+        }
+        greengrass = {**base, **target, "ComponentName": request.component, "ComponentVersion": request.version}
         job = service.call(
             "StartModelPackagingJob",
             {

@@ -70,7 +70,6 @@ def test_rules(greengrass: dict, words: str) -> None:
     "greengrass",
     [
         {"TargetDevice": "jetson_xavier"},
-        {"TargetPlatform": {"Os": "LINUX", "Arch": "ARM64"}, "CompilerOptions": '{"mattr": ["+neon"]}'},
         {
             "TargetPlatform": {**X86, "Accelerator": "NVIDIA"},
             "CompilerOptions": '{"gpu-code": "sm_75", "trt-ver": "8.5.2", "cuda-ver": "11.4"}',
@@ -80,3 +79,32 @@ def test_rules(greengrass: dict, words: str) -> None:
 def test_targets_not_built_yet_are_refused_at_start_with_the_supported_list(greengrass: dict) -> None:
     with pytest.raises(ValidationException, match="not supported by this packaging service yet; supported now"):
         resolve_target(greengrass)
+
+
+def test_arm64_cpu_resolves_with_its_options() -> None:
+    target = resolve_target(
+        {
+            "TargetPlatform": {"Os": "LINUX", "Arch": "ARM64"},
+            "CompilerOptions": '{"mcpu": "carmel", "mattr": ["+neon"]}',
+        }
+    )
+    assert (target.arch, target.accelerator, target.mcpu, target.mattr) == ("aarch64", None, "carmel", ["+neon"])
+    assert target.greengrass_architecture == "aarch64" and target.is_cross
+    assert target.llvm_target() == {
+        "kind": "llvm",
+        "mtriple": "aarch64-linux-gnu",
+        "mcpu": "carmel",
+        "mattr": ["+neon"],
+    }
+
+
+def test_a_missing_cross_compiler_is_named_with_its_package(monkeypatch) -> None:
+    from compiler.tvm_build import missing_cross_compiler
+
+    target = resolve_target({"TargetPlatform": {"Os": "LINUX", "Arch": "ARM64"}})
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert missing_cross_compiler(target) == (
+        "Cross-compiling for aarch64 needs aarch64-linux-gnu-gcc, which is not installed: "
+        "apt-get install gcc-aarch64-linux-gnu"
+    )
+    assert missing_cross_compiler(resolve_target({"TargetPlatform": {"Os": "LINUX", "Arch": "X86_64"}})) is None

@@ -1,0 +1,80 @@
+"""Linux ARM64 CPU: cross-compiled on this x86_64 machine, and proven by running the artifact under qemu
+user-mode emulation (Debian's qemu-user-static) in an arm64 sysroot built by scripts/arm64-sysroot.sh."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from edge_agent.output_parity import compare
+from tests.agent_harness import REPO, PackagingRequest, package_models
+from tests.conftest import make_service, stop_workers
+
+ARM64 = {"TargetPlatform": {"Os": "LINUX", "Arch": "ARM64"}, "CompilerOptions": '{"mattr": ["+neon"]}'}
+SYSROOT = Path(os.environ.get("LOOKOUT_EDGE_ARM64_SYSROOT", Path.home() / ".cache/lookout-edge/arm64-sysroot"))
+EM_AARCH64 = 183  # ELF e_machine
+ARM_COMPONENT = "com.example.CircuitBoardsArm64"
+
+
+@pytest.fixture(scope="module")
+def arm64_bundle(tmp_path_factory, reference_model, reference_metadata):
+    """The reference model packaged for Linux ARM64 CPU (cross-compiled here): (unpacked folder, model.zip)."""
+    if shutil.which("aarch64-linux-gnu-gcc") is None:
+        pytest.skip("aarch64-linux-gnu-gcc (Debian gcc-aarch64-linux-gnu) is not installed; .ci/run installs it")
+    work = tmp_path_factory.mktemp("arm64")
+    service = make_service(work / "data")
+    try:
+        archives = package_models(
+            service,
+            [PackagingRequest("boards", reference_model.model_path, reference_metadata, ARM_COMPONENT, "1.0.0")],
+            work / "gg",
+            configurations={ARM_COMPONENT: ARM64},
+        )
+    finally:
+        stop_workers(service)
+    archive = archives[f"{ARM_COMPONENT}-1.0.0"]
+    with zipfile.ZipFile(archive) as zf:
+        zf.extractall(work / "bundle")
+    return work / "bundle", archive
+
+
+def test_arm64_artifact_is_an_aarch64_library_with_an_aarch64_recipe(arm64_bundle) -> None:
+    bundle, archive = arm64_bundle
+    header = (bundle / "model.so").read_bytes()[:20]
+    assert header[:4] == b"\x7fELF" and int.from_bytes(header[18:20], "little") == EM_AARCH64
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["target"]["arch"] == "aarch64" and manifest["target"]["mattr"] == ["+neon"]
+    assert manifest["parity"] == {"checked": "on the device, at StartModel (golden check)"}
+    recipe_file = archive.parents[3] / "recipes" / f"{ARM_COMPONENT}-1.0.0.yaml"
+    assert yaml.safe_load(recipe_file.read_text())["Manifests"][0]["Platform"]["architecture"] == "aarch64"
+
+
+def test_arm64_module_runs_under_qemu_and_matches_x86_64(arm64_bundle, boards_model, tmp_path) -> None:
+    """The golden input through the aarch64 module (emulated) and through the x86_64 build of the same model."""
+    if shutil.which("qemu-aarch64-static") is None:
+        pytest.skip("qemu-aarch64-static (Debian qemu-user-static) is not installed; .ci/run installs it")
+    if not (SYSROOT / ".complete").exists():
+        pytest.skip(f"no arm64 sysroot at {SYSROOT}; build it with scripts/arm64-sysroot.sh (.ci/run does)")
+    arm, _ = arm64_bundle
+    out = tmp_path / "arm64-outputs.npz"
+    done = subprocess.run(
+        ["qemu-aarch64-static", "-L", str(SYSROOT), str(SYSROOT / "usr/bin/python3.11"),
+         str(REPO / "tests" / "arm64_runner.py"), str(arm), str(out)],
+        env={"PYTHONPATH": str(SYSROOT / "site"), "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    on_arm = dict(np.load(out))
+    golden = json.loads((arm / "manifest.json").read_text())["golden"]
+    on_x86 = boards_model.module.run(np.load(arm / golden["input"]))
+    assert compare(on_x86, on_arm).ok, compare(on_x86, on_arm).failures
+    reference = {name: np.load(arm / path) for name, path in golden["outputs"].items()}  # ONNX Runtime's
+    assert compare(reference, on_arm).ok
