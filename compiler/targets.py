@@ -128,6 +128,59 @@ def _cpu_options(options: dict[str, Any], arch: str) -> tuple[str, list[str]]:
     return mcpu, mattr
 
 
+# Real NVIDIA GPU architectures: the devices they are, and the host architecture they come with (None: any).
+GPU_ARCHITECTURES: dict[str, tuple[str, str | None]] = {
+    "sm_53": ("Jetson Nano / TX1", "aarch64"),
+    "sm_62": ("Jetson TX2", "aarch64"),
+    "sm_70": ("V100", None),
+    "sm_72": ("Jetson AGX Xavier / Xavier NX", "aarch64"),
+    "sm_75": ("T4, RTX 20xx", None),
+    "sm_80": ("A100, A30", None),
+    "sm_86": ("A10G, A10, RTX 30xx", None),
+    "sm_87": ("Jetson AGX Orin / Orin NX / Orin Nano", "aarch64"),
+    "sm_89": ("L4, L40, RTX 40xx", None),
+    "sm_90": ("H100, H200", None),
+}
+# The oldest CUDA that builds for an architecture (default 11.0); CUDA 13 no longer builds below sm_75.
+OLDEST_CUDA = {"sm_87": (11, 4), "sm_89": (11, 8), "sm_90": (11, 8)}
+OLDEST_CUDA_13_ARCH = 75
+VERSION_XYZ = regex.compile(r"\d+\.\d+\.\d+")
+VERSION_XY = regex.compile(r"\d+\.\d+")
+JETPACK_5 = '{"gpu-code": "sm_72", "trt-ver": "8.5.2", "cuda-ver": "11.4"}'
+
+
+def _check_nvidia(arch: str, gpu_code: str, trt_ver: str, cuda_ver: str) -> None:
+    """Combinations the agent can run: a real architecture on its host, CUDA ≥ 11 that builds for it, TensorRT ≥ 8."""
+    if gpu_code not in GPU_ARCHITECTURES:
+        known = ", ".join(f"{k} ({v[0]})" for k, v in GPU_ARCHITECTURES.items())
+        raise _invalid(
+            f"compiler option 'gpu-code' value '{gpu_code}' is not a GPU architecture we build for; use one of {known}."
+        )
+    device, host = GPU_ARCHITECTURES[gpu_code]
+    if host is not None and host != arch:
+        raise _invalid(f"gpu-code {gpu_code} is the integrated GPU of {device}, an ARM64 device: use Arch ARM64.")
+    if not VERSION_XYZ.fullmatch(trt_ver):
+        raise _invalid(f"compiler option 'trt-ver' must be a TensorRT version x.y.z like 8.5.2, got '{trt_ver}'.")
+    if not VERSION_XY.fullmatch(cuda_ver):
+        raise _invalid(f"compiler option 'cuda-ver' must be a CUDA version x.y like 11.4, got '{cuda_ver}'.")
+    cuda = tuple(int(p) for p in cuda_ver.split("."))
+    if cuda[0] < 11 or int(trt_ver.split(".")[0]) < 8:
+        raise _invalid(
+            f"CUDA {cuda_ver} with TensorRT {trt_ver} is a JetPack 4 / Ubuntu 18.04-era stack, whose Python (3.6–3.8) "
+            "cannot run the TVM 0.27 runtime the agent uses (it needs Python ≥ 3.10). Use CUDA ≥ 11 and TensorRT ≥ 8, "
+            f"e.g. JetPack 5.1 for Xavier: {JETPACK_5} (or TargetDevice jetson_xavier)."
+        )
+    oldest = OLDEST_CUDA.get(gpu_code, (11, 0))
+    if cuda < oldest:
+        raise _invalid(
+            f"{gpu_code} ({device}) needs CUDA ≥ {oldest[0]}.{oldest[1]}; cuda-ver {cuda_ver} cannot build for it."
+        )
+    if cuda[0] >= 13 and int(gpu_code[3:]) < OLDEST_CUDA_13_ARCH:
+        raise _invalid(
+            f"CUDA {cuda_ver} no longer builds for {gpu_code} ({device}); use the CUDA 11 or 12 of its JetPack/driver."
+        )
+
+
 def _nvidia_options(options: dict[str, Any]) -> tuple[str, str, str]:
     missing = [k for k in NVIDIA_OPTION_KEYS if k not in options]
     if missing:
@@ -164,6 +217,7 @@ def resolve_target(greengrass: dict[str, Any]) -> TargetSpec:
             )
         if accelerator:
             gpu_code, trt_ver, cuda_ver = _nvidia_options(options)
+            _check_nvidia(arch, gpu_code, trt_ver, cuda_ver)
             target = TargetSpec(
                 arch=arch, accelerator=accelerator, gpu_code=gpu_code, trt_ver=trt_ver, cuda_ver=cuda_ver
             )

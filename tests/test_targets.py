@@ -108,3 +108,42 @@ def test_a_missing_cross_compiler_is_named_with_its_package(monkeypatch) -> None
         "apt-get install gcc-aarch64-linux-gnu"
     )
     assert missing_cross_compiler(resolve_target({"TargetPlatform": {"Os": "LINUX", "Arch": "X86_64"}})) is None
+
+
+NVIDIA_ARM64 = {"Os": "LINUX", "Arch": "ARM64", "Accelerator": "NVIDIA"}
+NVIDIA_X86 = {**X86, "Accelerator": "NVIDIA"}
+
+
+@pytest.mark.parametrize(
+    ("platform", "options", "words"),
+    [
+        # The tested-devices table of the original service (spec §3.1): each one is refused with its reason.
+        (NVIDIA_ARM64, '{"gpu-code": "sm_72", "trt-ver": "7.1.3", "cuda-ver": "10.2"}', "JetPack 4"),
+        (
+            NVIDIA_ARM64,
+            '{"gpu-code": "sm_72", "trt-ver": "8.2.1", "cuda-ver": "10.2"}',
+            "cannot run the TVM 0.27 runtime",
+        ),
+        (NVIDIA_X86, '{"gpu-code": "sm_75", "trt-ver": "7.1.3", "cuda-ver": "10.2"}', "Use CUDA ≥ 11 and TensorRT ≥ 8"),
+        (
+            NVIDIA_X86,
+            '{"gpu-code": "sm_80", "trt-ver": "8.2.0", "cuda-ver": "11.2"}',
+            "not supported by this packaging",
+        ),
+        # Our own rules.
+        (NVIDIA_X86, '{"gpu-code": "sm_99", "trt-ver": "8.5.2", "cuda-ver": "11.4"}', "not a GPU architecture"),
+        (
+            NVIDIA_X86,
+            '{"gpu-code": "sm_72", "trt-ver": "8.5.2", "cuda-ver": "11.4"}',
+            "an ARM64 device: use Arch ARM64",
+        ),
+        (NVIDIA_ARM64, '{"gpu-code": "sm_87", "trt-ver": "8.5.2", "cuda-ver": "11.2"}', "needs CUDA ≥ 11.4"),
+        (NVIDIA_ARM64, '{"gpu-code": "sm_72", "trt-ver": "8.5", "cuda-ver": "11.4"}', "x.y.z like 8.5.2"),
+        (NVIDIA_ARM64, '{"gpu-code": "sm_72", "trt-ver": "8.5.2", "cuda-ver": "11"}', "x.y like 11.4"),
+        (NVIDIA_ARM64, '{"gpu-code": "sm_72", "trt-ver": "10.3.0", "cuda-ver": "13.0"}', "no longer builds for sm_72"),
+    ],
+)
+def test_nvidia_option_combinations(platform: dict, options: str, words: str) -> None:
+    with pytest.raises(ValidationException) as error:
+        resolve_target({"TargetPlatform": platform, "CompilerOptions": options})
+    assert words in error.value.message
