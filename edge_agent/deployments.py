@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import platform
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +47,12 @@ def verify_registration(registration: Registration) -> Deployment:
             raise BundleError(
                 f"the bundle at {registration.path} belongs to component '{bundle.component_name}', not "
                 f"'{registration.component_name}'"
+            )
+        built_for = bundle.manifest.get("target", {}).get("arch")
+        if built_for != platform.machine():
+            raise BundleError(
+                f"it was compiled for {built_for} and this device is {platform.machine()}; deploy the component "
+                f"packaged for {platform.machine()}"
             )
     except (BundleError, KeyError, OSError) as exc:
         reason = f"bundle {registration.component_version} failed verification: {exc}"

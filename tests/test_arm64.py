@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from edge_agent.output_parity import compare
-from tests.agent_harness import REPO, PackagingRequest, package_models
+from tests.agent_harness import REPO, AgentProcess, PackagingRequest, package_models
 from tests.conftest import make_service, stop_workers
 
 ARM64 = {"TargetPlatform": {"Os": "LINUX", "Arch": "ARM64"}, "CompilerOptions": '{"mattr": ["+neon"]}'}
@@ -78,3 +78,15 @@ def test_arm64_module_runs_under_qemu_and_matches_x86_64(arm64_bundle, boards_mo
     assert compare(on_x86, on_arm).ok, compare(on_x86, on_arm).failures
     reference = {name: np.load(arm / path) for name, path in golden["outputs"].items()}  # ONNX Runtime's
     assert compare(reference, on_arm).ok
+
+
+def test_the_agent_refuses_an_arm64_bundle_on_this_x86_64_machine(arm64_bundle, client_stubs, tmp_path) -> None:
+    pb, pb_grpc = client_stubs
+    bundle, _ = arm64_bundle
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copytree(bundle, models / "arm64")
+    with AgentProcess(tmp_path / "agent", models_dir=models) as agent, agent.channel() as channel:
+        (model,) = pb_grpc.EdgeAgentStub(channel).ListModels(pb.ListModelsRequest()).models
+    assert model.status == pb.FAILED
+    assert "compiled for aarch64 and this device is x86_64" in model.status_message
