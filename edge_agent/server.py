@@ -108,22 +108,24 @@ class ServingEndpoint:
         self.grace = grace
         self.server = AgentServer(agent, address)
         self._configured_socket = agent.config.socket
+        self._lock = threading.Lock()  # the configuration file watcher and Greengrass IPC both apply
 
     def apply(self, config: AgentConfig) -> None:
         """Apply a configuration: model settings at once; a new Socket by serving there, then retiring the old one."""
-        self.agent.configure(config)
-        if config.socket == self._configured_socket:
-            return
-        self._configured_socket = config.socket
-        if config.socket == self.server.address:
-            return
-        moved = AgentServer(self.agent, config.socket)
-        try:
-            moved.start()
-        except (SocketInUse, RuntimeError, OSError) as exc:
-            log.error("staying on %s: cannot serve on %s: %s", self.server.address, config.socket, exc)
-            return
-        retired, self.server = self.server, moved
+        with self._lock:
+            self.agent.configure(config)
+            if config.socket == self._configured_socket:
+                return
+            self._configured_socket = config.socket
+            if config.socket == self.server.address:
+                return
+            moved = AgentServer(self.agent, config.socket)
+            try:
+                moved.start()
+            except (SocketInUse, RuntimeError, OSError) as exc:
+                log.error("staying on %s: cannot serve on %s: %s", self.server.address, config.socket, exc)
+                return
+            retired, self.server = self.server, moved
         threading.Thread(target=retired.stop, args=(self.grace,), name="retire-socket", daemon=True).start()
 
     def stop(self) -> None:
