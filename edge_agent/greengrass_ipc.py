@@ -60,8 +60,9 @@ class _Conditions:
     def __init__(self) -> None:
         self._active: set[tuple[str, str]] = set()
 
-    def failed(self, operation: str, exc: BaseException) -> None:
-        key = (operation, type(exc).__name__)
+    def failed(self, operation: str, exc: BaseException, any_error: bool = False) -> None:
+        """With `any_error`, every exception counts as the same condition (e.g. "cannot reach the nucleus")."""
+        key = (operation, "" if any_error else type(exc).__name__)
         if key not in self._active:
             self._active.add(key)
             log.warning("Greengrass %s failed (%s: %s); will retry", operation, type(exc).__name__, exc)
@@ -113,8 +114,8 @@ class GreengrassLink:
             try:
                 self._session()
                 attempt = 0
-            except Exception as exc:
-                self._conditions.failed("connection", exc)
+            except Exception as exc:  # absent, refusing, dropped: one condition until a session works again
+                self._conditions.failed("connection", exc, any_error=True)
             if self._stop.wait(BACKOFF[min(attempt, len(BACKOFF) - 1)]):
                 return
             attempt += 1
