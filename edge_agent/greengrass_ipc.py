@@ -92,6 +92,7 @@ class GreengrassLink:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._conditions = _Conditions()
+        self._shadow_models: set[str] = set()  # the model entries the shadow's reported state holds
         self._thread = threading.Thread(target=self._run, name="greengrass-ipc", daemon=True)
         agent.subscribe(lambda: self._poke("status-change"))
 
@@ -164,17 +165,12 @@ class GreengrassLink:
         report = status_report(self.agent, self.component, self.version, reason)
         document = json.dumps(report).encode()
         thing = report["thingName"]
-        shadow = {
-            "state": {
-                "reported": {
-                    "agent": report["agent"],
-                    "models": {
-                        m["componentName"]: {k: v for k, v in m.items() if k != "componentName"}
-                        for m in report["models"]
-                    },
-                }
-            }
+        models: dict[str, Any] = {
+            m["componentName"]: {k: v for k, v in m.items() if k != "componentName"} for m in report["models"]
         }
+        # Shadows merge reported state: a model that is gone must be reported as null to disappear.
+        models.update(dict.fromkeys(self._shadow_models - set(models)))
+        shadow = {"state": {"reported": {"agent": report["agent"], "models": models}}}
         calls: list[tuple[str, Callable[[], Any]]] = [
             (
                 "PublishToIoTCore",
@@ -207,3 +203,5 @@ class GreengrassLink:
                 self._conditions.failed(operation, exc)
                 continue
             self._conditions.succeeded(operation)
+            if operation == "UpdateThingShadow":
+                self._shadow_models = {name for name, value in models.items() if value is not None}

@@ -200,6 +200,15 @@ def test_agent_reports_versions_and_status_and_follows_configuration(nucleus, pa
         assert shadow["models"][BOARDS]["componentVersion"] == "2.0.0"
         assert shadow["models"][BOARDS]["modelArn"] == arn
 
+        # A removed component disappears from the shadow (reported as null: shadows merge).
+        from edge_agent.registry import remove_registration
+
+        remove_registration(agent.registry_dir, BOARDS)
+        wait_for_report(nucleus, lambda r: not r["models"])
+        nucleus.wait_for(
+            lambda _: BOARDS not in nucleus.shadows[(THING, "lookoutedge-agent")]["state"]["reported"]["models"]
+        )
+
         # A new Socket in the component configuration moves the server without a restart.
         moved = Path(tempfile.mkdtemp(prefix="lea-", dir="/tmp")) / "moved.sock"
         nucleus.update_configuration(["Socket"], f"unix://{moved}")

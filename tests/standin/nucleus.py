@@ -357,12 +357,22 @@ class StandinNucleus:
         if not isinstance(document.get("state"), dict):
             raise ModeledError("InvalidArgumentsError", "State node needs to be an object")
         current = self.shadows.get((thing, shadow), {"state": {}, "version": 0})
-        for section, values in document["state"].items():
-            current["state"][section] = values
+        _merge(current["state"], document["state"])
         current["version"] += 1
         current["timestamp"] = int(time.time())
         self.shadows[(thing, shadow)] = current
         return {"payload": base64.b64encode(json.dumps(current).encode()).decode()}
+
+
+def _merge(into: dict[str, Any], update: dict[str, Any]) -> None:
+    """Shadow semantics: objects merge key by key, null deletes a key, anything else replaces."""
+    for key, value in update.items():
+        if value is None:
+            into.pop(key, None)
+        elif isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
 
 
 def error(shape: str, message: str, **fields: Any) -> ModeledError:
