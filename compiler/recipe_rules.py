@@ -10,6 +10,8 @@ from typing import Any
 
 import regex
 
+from edge_agent.defaults import COMPONENT_NAME
+
 ROOT_KEYS = {
     "RecipeFormatVersion",
     "ComponentName",
@@ -31,7 +33,6 @@ POLICY_KEYS = ("policyDescription", "operations", "resources")
 STEP_KEYS = {"Script", "RequiresPrivilege", "Skipif", "Timeout", "Setenv"}
 LIFECYCLE_STEPS = {"Setenv", "Bootstrap", "Install", "Run", "Startup", "Shutdown", "Recover"}
 COMPONENT_TYPES = {"aws.greengrass.generic", "aws.greengrass.lambda", "aws.greengrass.plugin", "aws.greengrass.nucleus"}
-NAME_PATTERN = regex.compile(r"[a-zA-Z0-9\-_.]+")
 SEMVER = regex.compile(r"(0|[1-9]\d{0,5})\.(0|[1-9]\d{0,5})\.(0|[1-9]\d{0,5})(-[0-9A-Za-z.\-]+)?(\+[0-9A-Za-z.\-]+)?")
 URI_SCHEMES = ("s3://", "greengrass:", "docker:")
 SKIPIF = regex.compile(r"(exists|onpath) +(.+)")
@@ -164,7 +165,7 @@ def recipe_problems(recipe: Any) -> list[str]:
     if recipe.get("RecipeFormatVersion") != "2020-01-25":
         problems.append("RecipeFormatVersion must be '2020-01-25' (quote it in YAML)")
     name = recipe.get("ComponentName")
-    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or len(name) > 128:
+    if not isinstance(name, str) or not COMPONENT_NAME.fullmatch(name):
         problems.append(f"ComponentName must match [a-zA-Z0-9-_.]+ and be at most 128 characters, got {name!r}")
     elif name.startswith("aws.greengrass"):
         problems.append("ComponentName must not start with aws.greengrass (reserved for public components)")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 from importlib import metadata
 from pathlib import Path
 
 DEFAULT_SOCKET = "unix:///tmp/aws.iot.lookoutvision.EdgeAgent.sock"
 AGENT_COMPONENT_NAME = "lookoutedge.EdgeAgent"
+# Greengrass component names (the nucleus' rule): 1-128 of letters, digits, '-', '_', '.'.
+COMPONENT_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 # Inside the agent component's work folder: its virtual environment and the registry folder that
 # model components write their registrations into.
 AGENT_VENV = "venv"

@@ -8,17 +8,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import tempfile
 import time
 from pathlib import Path
 
+from edge_agent.defaults import COMPONENT_NAME
 from edge_agent.deployments import Registration
 
 log = logging.getLogger(__name__)
 SUFFIX = ".json"
-# Greengrass component names: letters, digits, '-', '_', '.'; also safe as file names.
-COMPONENT_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 
 
 class RegistryError(Exception):
@@ -26,7 +24,7 @@ class RegistryError(Exception):
 
 
 def check_component_name(name: str) -> None:
-    if not COMPONENT_NAME.fullmatch(name) or name.startswith("."):
+    if not COMPONENT_NAME.fullmatch(name) or name.startswith("."):  # a leading '.' would hide the file
         raise RegistryError(
             f"component name {name!r} is not a Greengrass component name (1-128 of A-Z a-z 0-9 - _ ., "
             "not starting with '.')"
