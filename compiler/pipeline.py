@@ -16,9 +16,18 @@ from compiler.jobs import component_version_arn
 from compiler.output_store import object_key, s3_uri
 from compiler.recipe import artifact_digest, build_recipe, recipe_file_stem, write_recipes
 from compiler.recipe_rules import recipe_problems
-from compiler.targets import resolve_target
-from compiler.tvm_build import compile_model, missing_cross_compiler, pin_input_shape, tvm_version
+from compiler.targets import TargetSpec, resolve_target
+from compiler.tensorrt_onnx import (
+    TENSORRT_PROFILE,
+    TensorRTExportError,
+    build_profile,
+    check_against_reference,
+    prepare_for_tensorrt,
+    write_tensorrt_files,
+)
+from compiler.tvm_build import CompiledModel, compile_model, missing_tools, pin_input_shape, tvm_version
 from edge_agent import output_parity
+from edge_agent.cuda_device_code import ShippedCubin
 from edge_agent.tvm_runtime import CompiledModule
 
 if TYPE_CHECKING:
@@ -32,6 +41,47 @@ class PackagingFailure(Exception):
 def _progress(service: Service, seq: int, message: str) -> None:
     with service.db.transaction() as conn:
         conn.execute("UPDATE jobs SET status_message = ?, updated = ? WHERE seq = ?", (message, time.time(), seq))
+
+
+def _runs_here(target: TargetSpec) -> bool:
+    """Whether the compiled module can run on this machine (same architecture; a CUDA GPU for NVIDIA)."""
+    if target.is_cross:
+        return False
+    if target.accelerator != "nvidia":
+        return True
+    import tvm
+
+    return bool(tvm.cuda(0).exist)
+
+
+def _load_here(compiled: CompiledModel, output_names: list[str]) -> CompiledModule:
+    code = compiled.device_code
+    cubin = None
+    if code is not None:
+        cubin = ShippedCubin(compiled.library.parent / code["file"], code["arch"], code["source_sha256"])
+    return CompiledModule(compiled.library, output_names, cubin)
+
+
+def _tensorrt_section(
+    service: Service, seq: int, model: onnx.ModelProto, target: TargetSpec, bundle_dir: Path, parity_inputs: tuple
+) -> dict[str, Any]:
+    """Write the TensorRT-ready ONNX and build profile; returns the manifest's `runtime` section."""
+    _progress(service, seq, f"Preparing the TensorRT-ready ONNX for TensorRT {target.trt_ver}.")
+    try:
+        prepared = prepare_for_tensorrt(model, target.trt_ver)
+    except (TensorRTExportError, ValueError, RuntimeError) as exc:
+        raise PackagingFailure(f"Could not prepare the ONNX for TensorRT {target.trt_ver}: {exc}") from exc
+    report = check_against_reference(prepared, *parity_inputs)
+    if not report.ok:
+        raise PackagingFailure("The TensorRT-ready ONNX does not match the source model: " + "; ".join(report.failures))
+    spec = parity_inputs[0]
+    write_tensorrt_files(bundle_dir, prepared, build_profile(prepared, spec, target.trt_ver, target.gpu_code))
+    return {
+        "prefer": "tensorrt",
+        "tensorrt": {"profile": TENSORRT_PROFILE, "trt_ver": target.trt_ver, "max_abs_error": report.max_abs_error},
+        "fallback": "tvm-cuda",
+        "rule": f"build a TensorRT engine when the device's TensorRT is {target.trt_ver}; else run the TVM CUDA module",
+    }
 
 
 def run_pipeline(service: Service, seq: int) -> dict[str, Any]:
@@ -53,31 +103,34 @@ def run_pipeline(service: Service, seq: int) -> dict[str, Any]:
         )
         model = pin_input_shape(source, spec)
 
-        missing = missing_cross_compiler(target)
+        missing = missing_tools(target)
         if missing:
-            raise PackagingFailure(missing + ", then start the job again.")
+            raise PackagingFailure("; ".join(missing) + ". Then start the job again.")
+        tensor = parity.golden_input(spec)
+        reference = parity.run_onnx_runtime(model, spec, tensor)
+        runtime: dict[str, Any] = {"prefer": "tvm-cpu"}
+        if target.accelerator == "nvidia":  # first: it takes seconds and can refuse the model
+            runtime = _tensorrt_section(service, seq, model, target, bundle_dir, (spec, tensor, reference))
+
         _progress(service, seq, f"Compiling with TVM {tvm_version()} for {target.describe()}.")
         try:
-            library = compile_model(model, spec, target, bundle_dir)
+            compiled = compile_model(model, spec, target, bundle_dir)
         except Exception as exc:
             raise PackagingFailure(
                 f"TVM could not compile the model for {target.describe()}: "
                 f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:500]}"
             ) from exc
-
-        tensor = parity.golden_input(spec)
-        reference = parity.run_onnx_runtime(model, spec, tensor)
-        if target.is_cross:
+        if not _runs_here(target):
             _progress(
                 service,
                 seq,
-                f"The {target.arch} module cannot run here: the agent checks it against the "
+                f"The {target.describe()} module cannot run here: the agent checks it against the "
                 "golden outputs (ONNX Runtime's) when the model starts on the device.",
             )
             parity_record: dict[str, Any] = {"checked": "on the device, at StartModel (golden check)"}
         else:
             _progress(service, seq, "Checking the compiled model against ONNX Runtime on the golden input.")
-            report = output_parity.compare(reference, CompiledModule(library, list(reference)).run(tensor))
+            report = output_parity.compare(reference, _load_here(compiled, list(reference)).run(tensor))
             if not report.ok:
                 raise PackagingFailure(
                     "The compiled model does not match ONNX Runtime: "
@@ -108,8 +161,11 @@ def run_pipeline(service: Service, seq: int) -> dict[str, Any]:
                 "compiler": {
                     "tvm_version": tvm_version(),
                     "compiler_options": greengrass.get("CompilerOptions"),
-                    "library": library.name,
+                    "library": compiled.library.name,
+                    "device_code": compiled.device_code,
                 },
+                "runtime": runtime,
+                "requirements": target.device_requirements(),
                 "golden": golden,
                 "parity": parity_record,
             },

@@ -18,8 +18,7 @@ DEFAULT_MCPU = {"x86_64": "core-avx2", "aarch64": "generic"}
 LLVM_TRIPLES = {"x86_64": "x86_64-linux-gnu", "aarch64": "aarch64-linux-gnu"}
 GREENGRASS_ARCHITECTURES = {"x86_64": "amd64", "aarch64": "aarch64"}
 MATTR_PATTERN = regex.compile(r"[+-][A-Za-z0-9_.\-]+")
-# Targets this service builds today; the others are validated fully, then refused with this list.
-BUILDABLE = {("x86_64", None), ("aarch64", None)}
+MIN_DEVICE_PYTHON = "3.10"  # what the TVM 0.27 runtime needs
 # Cross compilers (Debian package in brackets) for targets whose architecture differs from this machine's.
 CROSS_COMPILERS = {
     "aarch64": ("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu"),
@@ -60,8 +59,28 @@ class TargetSpec:
     def describe(self) -> str:
         extra = f" {self.mcpu}" if self.mcpu else ""
         extra += f" {','.join(self.mattr)}" if self.mattr else ""
-        device = f"NVIDIA {self.gpu_code}" if self.accelerator else "CPU"
+        device = "CPU"
+        if self.accelerator:
+            device = f"NVIDIA {self.gpu_code} (CUDA {self.cuda_ver}, TensorRT {self.trt_ver})"
         return f"Linux {self.arch} {device}{extra}"
+
+    def device_requirements(self) -> dict[str, str]:
+        """What the device needs to run this target's bundle (the manifest and README say the same)."""
+        needs = {"os": "Linux", "architecture": self.arch, "python": f">= {MIN_DEVICE_PYTHON}"}
+        if self.accelerator == "nvidia":
+            major = self.cuda_ver.split(".")[0]
+            needs.update(
+                {
+                    "gpu": f"{self.gpu_code} ({GPU_ARCHITECTURES[self.gpu_code][0]})",
+                    "cuda_driver": f"CUDA {major}.x (built for {self.cuda_ver}; the cubin needs no PTX JIT)",
+                    "tensorrt": f"{self.trt_ver} with its Python bindings, to build the preferred engine",
+                    "tvm_cuda_runtime": (
+                        "the fallback needs a TVM 0.27 runtime with CUDA support for this driver: the PyPI "
+                        "apache-tvm wheels link libcudart.so.13 (a CUDA 13 driver)"
+                    ),
+                }
+            )
+        return needs
 
     @property
     def is_cross(self) -> bool:
@@ -224,10 +243,4 @@ def resolve_target(greengrass: dict[str, Any]) -> TargetSpec:
         else:
             mcpu, mattr = _cpu_options(options, arch)
             target = TargetSpec(arch=arch, accelerator=None, mcpu=mcpu, mattr=mattr)
-    if (target.arch, target.accelerator) not in BUILDABLE:
-        raise _invalid(
-            f"the target {target.describe()} is not supported by this packaging service yet; "
-            'supported now: TargetPlatform {"Os": "LINUX", "Arch": "X86_64"} or {"Os": "LINUX", "Arch": "ARM64"} '
-            "(CPU)."
-        )
     return target

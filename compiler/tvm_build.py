@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import onnx
 
+from compiler.cuda_compile import compile_device_code
+from compiler.cuda_toolkits import CudaToolkit, missing_toolkit_message, pick_toolkit
 from compiler.model_contract import ModelSpec
 from compiler.targets import CROSS_COMPILERS, TargetSpec
+from edge_agent.cubin_info import read_cubin
 
 LIBRARY_NAME = "model.so"
+# What TVM's CUDA codegen assumes of every architecture we build for (all have at least this much).
+CUDA_LIMITS = {"max_shared_memory_per_block": 49152, "max_threads_per_block": 1024, "thread_warp_size": 32}
+
+
+@dataclass(frozen=True)
+class CompiledModel:
+    """The exported host library and, for NVIDIA targets, the cubin of its device code."""
+
+    library: Path
+    device_code: dict[str, Any] | None = None
 
 
 def tvm_version() -> str:
@@ -32,27 +48,77 @@ def pin_input_shape(model: onnx.ModelProto, spec: ModelSpec) -> onnx.ModelProto:
     return pinned
 
 
-def missing_cross_compiler(target: TargetSpec) -> str | None:
-    """What to install when `target` needs a cross compiler this machine lacks, else None."""
-    if not target.is_cross:
-        return None
-    compiler, package = CROSS_COMPILERS[target.arch]
-    if shutil.which(compiler):
-        return None
-    return f"Cross-compiling for {target.arch} needs {compiler}, which is not installed: apt-get install {package}"
+def missing_tools(target: TargetSpec) -> list[str]:
+    """What to install before `target` can be built here (cross compiler, CUDA toolkit); empty when ready."""
+    missing = []
+    if target.is_cross:
+        compiler, package = CROSS_COMPILERS[target.arch]
+        if not shutil.which(compiler):
+            missing.append(
+                f"Cross-compiling for {target.arch} needs {compiler}, which is not installed: apt-get install {package}"
+            )
+    if target.accelerator == "nvidia" and pick_toolkit(target.cuda_ver) is None:
+        missing.append(missing_toolkit_message(target.cuda_ver))
+    return missing
 
 
-def compile_model(model: onnx.ModelProto, spec: ModelSpec, target: TargetSpec, out_dir: Path) -> Path:
+def tvm_target(target: TargetSpec) -> Any:
+    """The TVM target: LLVM for CPU targets; CUDA for the GPU with LLVM for the host code."""
+    import tvm
+
+    if target.accelerator == "nvidia":
+        return tvm.target.Target({"kind": "cuda", "arch": target.gpu_code, **CUDA_LIMITS}, host=target.llvm_target())
+    return tvm.target.Target(target.llvm_target())
+
+
+def _cuda_module(executable: Any) -> Any:
+    modules = [executable.mod]
+    while modules:
+        module = modules.pop()
+        if module.kind == "cuda":
+            return module
+        modules.extend(module.imports)
+    raise RuntimeError("TVM produced no CUDA module for an NVIDIA target")
+
+
+def _write_device_code(executable: Any, target: TargetSpec, toolkit: CudaToolkit, out_dir: Path) -> dict[str, Any]:
+    """Compile the module's CUDA source to a cubin with `toolkit`, check what came out, and store it.
+
+    TVM keeps the CUDA source in the library and hands it to `tvm_callback_cuda_compile` when the library
+    is loaded; the agent answers that callback with this cubin, so nothing is compiled on the device.
+    """
+    source = _cuda_module(executable).inspect_source("")
+    cubin = compile_device_code(source, target.gpu_code, toolkit)
+    info = read_cubin(cubin)
+    if info.arch != target.gpu_code or info.toolkit[0] != toolkit.version[0]:
+        raise RuntimeError(f"the cubin targets {info.arch} with CUDA {info.toolkit_text}, not what was asked")
+    name = f"model.{target.gpu_code}.cubin"
+    (out_dir / name).write_bytes(cubin)
+    return {
+        "file": name,
+        "arch": info.arch,
+        "toolkit": info.toolkit_text,
+        "compiler": toolkit.describe(),
+        "source_sha256": hashlib.sha256(source.encode()).hexdigest(),
+    }
+
+
+def compile_model(model: onnx.ModelProto, spec: ModelSpec, target: TargetSpec, out_dir: Path) -> CompiledModel:
     """Compile the pinned model for `target` and export it (with the cross compiler for another architecture);
-    returns the library path."""
+    for NVIDIA targets also compile the device code with the toolkit matching `cuda-ver`."""
     import tvm
     from tvm.relax.frontend.onnx import from_onnx
 
     mod = from_onnx(model, shape_dict={spec.input_name: [1, 3, *spec.input_size]}, keep_params_in_input=False)
-    executable = tvm.compile(mod, tvm.target.Target(target.llvm_target()))
+    executable = tvm.compile(mod, tvm_target(target))
+    device_code = None
+    if target.accelerator == "nvidia":
+        toolkit = pick_toolkit(target.cuda_ver)
+        assert toolkit is not None, "missing_tools() is checked before compiling"
+        device_code = _write_device_code(executable, target, toolkit, out_dir)
     library = out_dir / LIBRARY_NAME
     if target.is_cross:
         executable.export_library(str(library), cc=CROSS_COMPILERS[target.arch][0])
     else:
         executable.export_library(str(library))
-    return library
+    return CompiledModel(library, device_code)

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge_agent.cuda_device_code import ShippedCubin
+
 MANIFEST_NAME = "manifest.json"
 BUNDLE_FORMAT = "lookout-edge-bundle/1"
 
@@ -56,6 +58,14 @@ class Bundle:
     @property
     def output_names(self) -> list[str]:
         return self.manifest["outputs"]
+
+    @property
+    def cubin(self) -> ShippedCubin | None:
+        """The GPU code of an NVIDIA bundle (None for CPU bundles)."""
+        code = self.manifest["compiler"].get("device_code")
+        if code is None:
+            return None
+        return ShippedCubin(path=self.root / code["file"], arch=code["arch"], source_sha256=code["source_sha256"])
 
 
 def read_manifest(root: Path) -> dict[str, Any]:

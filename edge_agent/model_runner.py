@@ -26,7 +26,7 @@ class LoadedModel:
     def __init__(self, bundle: Bundle) -> None:
         self.bundle = bundle
         self.preprocess = Preprocessor.from_spec(bundle.spec)
-        self.module = CompiledModule(bundle.library, bundle.output_names)
+        self.module = CompiledModule(bundle.library, bundle.output_names, bundle.cubin)
 
     def infer(self, rgb: np.ndarray) -> dict[str, np.ndarray]:
         return self.module.run(self.preprocess(rgb))

@@ -6,18 +6,25 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_agent import cuda_device_code
 from edge_agent.errors import RuntimeFailure
 
 
 class CompiledModule:
-    """One loaded module with its own VM; not shared between threads."""
+    """One loaded module with its own VM; not shared between threads. With `cubin`, it runs on the GPU."""
 
-    def __init__(self, library: Path, output_names: list[str]) -> None:
+    def __init__(
+        self, library: Path, output_names: list[str], cubin: cuda_device_code.ShippedCubin | None = None
+    ) -> None:
         import tvm
         from tvm import relax
 
         self._tvm = tvm
-        self._device = tvm.cpu()
+        if cubin is not None:
+            cuda_device_code.provide(cubin)
+            self._device = tvm.cuda(0)
+        else:
+            self._device = tvm.cpu()
         self._vm = relax.VirtualMachine(tvm.runtime.load_module(str(library)), self._device)
         self.output_names = output_names
 

@@ -66,21 +66,6 @@ def test_rules(greengrass: dict, words: str) -> None:
     assert words in error.value.message
 
 
-@pytest.mark.parametrize(
-    "greengrass",
-    [
-        {"TargetDevice": "jetson_xavier"},
-        {
-            "TargetPlatform": {**X86, "Accelerator": "NVIDIA"},
-            "CompilerOptions": '{"gpu-code": "sm_75", "trt-ver": "8.5.2", "cuda-ver": "11.4"}',
-        },
-    ],
-)
-def test_targets_not_built_yet_are_refused_at_start_with_the_supported_list(greengrass: dict) -> None:
-    with pytest.raises(ValidationException, match="not supported by this packaging service yet; supported now"):
-        resolve_target(greengrass)
-
-
 def test_arm64_cpu_resolves_with_its_options() -> None:
     target = resolve_target(
         {
@@ -99,15 +84,15 @@ def test_arm64_cpu_resolves_with_its_options() -> None:
 
 
 def test_a_missing_cross_compiler_is_named_with_its_package(monkeypatch) -> None:
-    from compiler.tvm_build import missing_cross_compiler
+    from compiler.tvm_build import missing_tools
 
     target = resolve_target({"TargetPlatform": {"Os": "LINUX", "Arch": "ARM64"}})
     monkeypatch.setenv("PATH", "/nonexistent")
-    assert missing_cross_compiler(target) == (
+    assert missing_tools(target) == [
         "Cross-compiling for aarch64 needs aarch64-linux-gnu-gcc, which is not installed: "
         "apt-get install gcc-aarch64-linux-gnu"
-    )
-    assert missing_cross_compiler(resolve_target({"TargetPlatform": {"Os": "LINUX", "Arch": "X86_64"}})) is None
+    ]
+    assert missing_tools(resolve_target({"TargetPlatform": {"Os": "LINUX", "Arch": "X86_64"}})) == []
 
 
 NVIDIA_ARM64 = {"Os": "LINUX", "Arch": "ARM64", "Accelerator": "NVIDIA"}
@@ -125,11 +110,6 @@ NVIDIA_X86 = {**X86, "Accelerator": "NVIDIA"}
             "cannot run the TVM 0.27 runtime",
         ),
         (NVIDIA_X86, '{"gpu-code": "sm_75", "trt-ver": "7.1.3", "cuda-ver": "10.2"}', "Use CUDA ≥ 11 and TensorRT ≥ 8"),
-        (
-            NVIDIA_X86,
-            '{"gpu-code": "sm_80", "trt-ver": "8.2.0", "cuda-ver": "11.2"}',
-            "not supported by this packaging",
-        ),
         # Our own rules.
         (NVIDIA_X86, '{"gpu-code": "sm_99", "trt-ver": "8.5.2", "cuda-ver": "11.4"}', "not a GPU architecture"),
         (
@@ -147,3 +127,31 @@ def test_nvidia_option_combinations(platform: dict, options: str, words: str) ->
     with pytest.raises(ValidationException) as error:
         resolve_target({"TargetPlatform": platform, "CompilerOptions": options})
     assert words in error.value.message
+
+
+@pytest.mark.parametrize(
+    ("greengrass", "expected"),
+    [
+        ({"TargetDevice": "jetson_xavier"}, ("aarch64", "sm_72", "8.5.2", "11.4")),
+        # g5.xlarge from the original's tested-devices table is accepted as it is.
+        (
+            {
+                "TargetPlatform": NVIDIA_X86,
+                "CompilerOptions": '{"gpu-code": "sm_80", "trt-ver": "8.2.0", "cuda-ver": "11.2"}',
+            },
+            ("x86_64", "sm_80", "8.2.0", "11.2"),
+        ),
+        (
+            {
+                "TargetPlatform": NVIDIA_ARM64,
+                "CompilerOptions": "{'gpu-code': 'sm_87', 'trt-ver': '8.5.2', 'cuda-ver': '11.4'}",
+            },
+            ("aarch64", "sm_87", "8.5.2", "11.4"),
+        ),
+    ],
+)
+def test_nvidia_targets_resolve(greengrass: dict, expected: tuple) -> None:
+    target = resolve_target(greengrass)
+    assert (target.arch, target.gpu_code, target.trt_ver, target.cuda_ver) == expected
+    assert target.accelerator == "nvidia"
+    assert target.device_requirements()["gpu"].startswith(expected[1])

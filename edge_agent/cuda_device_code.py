@@ -1,0 +1,64 @@
+"""Hands TVM the cubins shipped in NVIDIA bundles, so no CUDA code is ever compiled on the device.
+
+A TVM library built for CUDA keeps its kernels as CUDA source and, when it is loaded, asks the global
+function `tvm_callback_cuda_compile` to compile them. The agent registers that function: it answers with the
+cubin the packaging job compiled from exactly that source (matched by sha256) with the toolkit for the
+device's CUDA version, and refuses any other source.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge_agent.cubin_info import read_cubin
+from edge_agent.errors import RuntimeFailure
+
+_lock = threading.Lock()
+_cubins: dict[str, bytes] = {}
+_registered = False
+
+
+@dataclass(frozen=True)
+class ShippedCubin:
+    """The manifest's `compiler.device_code` entry, with its file in the bundle."""
+
+    path: Path
+    arch: str
+    source_sha256: str
+
+
+def _answer(source: str, *_: object) -> bytearray:
+    digest = hashlib.sha256(source.encode()).hexdigest()
+    with _lock:
+        cubin = _cubins.get(digest)
+    if cubin is None:
+        raise RuntimeError(
+            f"no shipped cubin for CUDA source {digest[:12]}: the agent does not compile CUDA on the device; "
+            "repackage the model for this GPU"
+        )
+    return bytearray(cubin)
+
+
+def provide(shipped: ShippedCubin) -> None:
+    """Make `shipped` the answer for its source; check it suits this machine's GPU first."""
+    global _registered
+    import tvm
+
+    device = tvm.cuda(0)
+    if not device.exist:
+        raise RuntimeFailure(
+            f"the model is compiled for an NVIDIA {shipped.arch} GPU and the TVM runtime sees no CUDA device here "
+            "(no GPU, no driver, or a runtime without CUDA support)"
+        )
+    here = "sm_" + device.compute_version.replace(".", "")
+    cubin = shipped.path.read_bytes()
+    if read_cubin(cubin).arch != here:
+        raise RuntimeFailure(f"the model's device code is for {shipped.arch} and this GPU is {here}: repackage it")
+    with _lock:
+        _cubins[shipped.source_sha256] = cubin
+        if not _registered:
+            tvm.register_global_func("tvm_callback_cuda_compile", _answer, override=True)
+            _registered = True

@@ -1,0 +1,223 @@
+"""NVIDIA targets: the reference model packaged for Jetson Xavier, ARM64 + NVIDIA (Orin) and x86_64 + NVIDIA,
+its device code inspected (architecture, toolkit major), its TensorRT-ready ONNX checked, and — where this
+machine has a CUDA GPU — run and compared with ONNX Runtime."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import yaml
+
+from compiler.cuda_toolkits import CudaToolkit, missing_toolkit_message, pick_toolkit
+from compiler.tensorrt_onnx import parser_limits
+from edge_agent.bundle import verify_bundle
+from edge_agent.cubin_info import read_cubin
+from edge_agent.errors import RuntimeFailure
+from edge_agent.model_runner import LoadedModel
+from edge_agent.output_parity import compare
+from tests.agent_harness import PackagingRequest, package_models
+from tests.conftest import make_service, stop_workers, wait_for_job
+
+EM_X86_64, EM_AARCH64 = 62, 183
+ROWS = {
+    # component: (Configuration.Greengrass target keys, host ELF machine, gpu-code, trt-ver, cuda-ver, Platform)
+    "com.example.BoardsXavier": ({"TargetDevice": "jetson_xavier"}, EM_AARCH64, "sm_72", "8.5.2", "11.4", "aarch64"),
+    "com.example.BoardsOrin": (
+        {
+            "TargetPlatform": {"Os": "LINUX", "Arch": "ARM64", "Accelerator": "NVIDIA"},
+            "CompilerOptions": '{"gpu-code": "sm_87", "trt-ver": "8.5.2", "cuda-ver": "11.4"}',
+        },
+        EM_AARCH64,
+        "sm_87",
+        "8.5.2",
+        "11.4",
+        "aarch64",
+    ),
+    "com.example.BoardsT4": (
+        {
+            "TargetPlatform": {"Os": "LINUX", "Arch": "X86_64", "Accelerator": "NVIDIA"},
+            "CompilerOptions": '{"gpu-code": "sm_75", "trt-ver": "8.6.1", "cuda-ver": "11.8"}',
+        },
+        EM_X86_64,
+        "sm_75",
+        "8.6.1",
+        "11.8",
+        "amd64",
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def nvidia_bundles(tmp_path_factory, reference_model, reference_metadata) -> dict[str, tuple[Path, Path]]:
+    """Each row packaged by a real job: component → (unpacked bundle folder, recipe YAML)."""
+    if pick_toolkit("11.4") is None:
+        pytest.skip(missing_toolkit_message("11.4") + " (the test extra installs it)")
+    work = tmp_path_factory.mktemp("nvidia")
+    service = make_service(work / "data")
+    requests = [
+        PackagingRequest("boards", reference_model.model_path, reference_metadata, component, "1.0.0")
+        for component in ROWS
+    ]
+    try:
+        archives = package_models(service, requests, work / "gg", configurations={c: r[0] for c, r in ROWS.items()})
+    finally:
+        stop_workers(service)
+    bundles = {}
+    for component in ROWS:
+        archive = archives[f"{component}-1.0.0"]
+        with zipfile.ZipFile(archive) as zf:
+            zf.extractall(work / component)
+        bundles[component] = (work / component, work / "gg" / "recipes" / f"{component}-1.0.0.yaml")
+    return bundles
+
+
+@pytest.mark.parametrize("component", list(ROWS))
+def test_device_code_targets_the_requested_gpu_with_the_matching_toolkit(nvidia_bundles, component: str) -> None:
+    _, machine, gpu_code, _, cuda_ver, _ = ROWS[component]
+    bundle, _ = nvidia_bundles[component]
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    code = manifest["compiler"]["device_code"]
+    info = read_cubin((bundle / code["file"]).read_bytes())
+    assert info.arch == gpu_code
+    assert info.toolkit[0] == int(cuda_ver.split(".")[0]), f"cubin made by CUDA {info.toolkit_text} for {cuda_ver}"
+    assert (code["arch"], code["toolkit"]) == (info.arch, info.toolkit_text)
+    library = (bundle / manifest["compiler"]["library"]).read_bytes()
+    assert int.from_bytes(library[18:20], "little") == machine
+    # The library carries the CUDA source this cubin was compiled from (a length-prefixed string in TVM's
+    # serialised module); the agent matches the two by sha256.
+    source_at = library.find(b"\n#ifdef __CUDACC_RTC__")
+    assert source_at > 0
+    length = int.from_bytes(library[source_at - 8 : source_at], "little")
+    assert hashlib.sha256(library[source_at : source_at + length]).hexdigest() == code["source_sha256"]
+
+
+@pytest.mark.parametrize("component", list(ROWS))
+def test_tensorrt_ready_onnx_is_static_checked_and_matches_onnx_runtime(nvidia_bundles, component: str) -> None:
+    _, _, gpu_code, trt_ver, _, _ = ROWS[component]
+    bundle, _ = nvidia_bundles[component]
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["runtime"]["prefer"] == "tensorrt" and manifest["runtime"]["fallback"] == "tvm-cuda"
+    profile = json.loads((bundle / manifest["runtime"]["tensorrt"]["profile"]).read_text())
+    assert (profile["trt_ver"], profile["gpu_code"], profile["precision"]) == (trt_ver, gpu_code, "fp32")
+    model = onnx.load(str(bundle / profile["onnx"]))
+    assert hashlib.sha256((bundle / profile["onnx"]).read_bytes()).hexdigest() == profile["onnx_sha256"]
+    onnx.checker.check_model(model, full_check=True)
+    max_opset, max_ir = parser_limits(trt_ver)
+    assert profile["opset"] <= max_opset and model.ir_version <= max_ir
+    for value in [*model.graph.input, *model.graph.output]:
+        assert all(d.HasField("dim_value") for d in value.type.tensor_type.shape.dim), value.name
+    assert [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim] == profile["input"]["shape"]
+
+    import onnxruntime as ort
+
+    golden = manifest["golden"]
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    feed = {profile["input"]["name"]: np.load(bundle / golden["input"])}
+    outputs = dict(zip(manifest["outputs"], session.run(manifest["outputs"], feed), strict=True))
+    expected = {name: np.load(bundle / path) for name, path in golden["outputs"].items()}
+    assert compare(expected, outputs).ok
+
+
+@pytest.mark.parametrize("component", list(ROWS))
+def test_recipe_platform_and_device_requirements(nvidia_bundles, component: str) -> None:
+    _, _, gpu_code, trt_ver, cuda_ver, platform = ROWS[component]
+    bundle, recipe_file = nvidia_bundles[component]
+    recipe = yaml.safe_load(recipe_file.read_text())
+    assert recipe["Manifests"][0]["Platform"] == {"os": "linux", "architecture": platform}
+    requirements = json.loads((bundle / "manifest.json").read_text())["requirements"]
+    assert requirements["gpu"].startswith(gpu_code) and trt_ver in requirements["tensorrt"]
+    assert requirements["cuda_driver"].startswith(f"CUDA {cuda_ver.split('.')[0]}.x")
+
+
+def test_the_agent_refuses_an_nvidia_bundle_without_a_cuda_device(nvidia_bundles) -> None:
+    import tvm
+
+    if tvm.cuda(0).exist:
+        pytest.skip("this machine has a CUDA GPU; test_nvidia_module_runs_on_the_gpu covers it")
+    bundle, _ = nvidia_bundles["com.example.BoardsT4"]
+    with pytest.raises(RuntimeFailure, match="compiled for an NVIDIA sm_75 GPU and the TVM runtime sees no CUDA"):
+        LoadedModel(verify_bundle(bundle))
+
+
+def test_nvidia_module_runs_on_the_gpu_and_matches_onnx_runtime(nvidia_bundles) -> None:
+    """Needs an NVIDIA GPU whose driver runs the apache-tvm wheel's CUDA runtime (libcudart.so.13, driver ≥ 580).
+    Run it with the device tool: `python3 -m pytest -q tests/test_nvidia_targets.py` on an H100/H200 lease."""
+    import tvm
+
+    if not tvm.cuda(0).exist:
+        pytest.skip("no CUDA GPU visible to TVM on this machine (run on a GPU machine: see the docstring)")
+    here = "sm_" + tvm.cuda(0).compute_version.replace(".", "")
+    bundle, _ = nvidia_bundles["com.example.BoardsT4"]
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    if here != manifest["compiler"]["device_code"]["arch"]:
+        pytest.skip(f"this GPU is {here}; the bundle is for sm_75")
+    model = LoadedModel(verify_bundle(bundle))
+    model.check_golden()
+
+
+def _failed_job(data_dir: Path, model_file: Path, metadata: dict, target: dict) -> str:
+    """Run one packaging job that must fail; returns its StatusMessage."""
+    service = make_service(data_dir)
+    try:
+        service.call("CreateProject", {"ProjectName": "boards"})
+        model = service.call(
+            "CreateModel", {"ProjectName": "boards", "ModelFile": str(model_file), "ModelMetadata": metadata}
+        )["ModelMetadata"]
+        greengrass = {**target, "ComponentName": "com.example.Refused", "S3OutputLocation": {"Bucket": "out"}}
+        job = service.call(
+            "StartModelPackagingJob",
+            {
+                "ProjectName": "boards",
+                "ModelVersion": model["ModelVersion"],
+                "Configuration": {"Greengrass": greengrass},
+            },
+        )["JobName"]
+        description = wait_for_job(service, "boards", job)
+    finally:
+        stop_workers(service)
+    assert description["Status"] == "FAILED"
+    return description["StatusMessage"]
+
+
+def test_a_job_without_a_toolkit_for_the_cuda_major_fails_naming_the_extra(
+    tmp_path, reference_model, reference_metadata
+) -> None:
+    if pick_toolkit("12.4") is not None:
+        pytest.skip("a CUDA 12 toolkit is installed here")
+    target = {
+        "TargetPlatform": {"Os": "LINUX", "Arch": "X86_64", "Accelerator": "NVIDIA"},
+        "CompilerOptions": '{"gpu-code": "sm_86", "trt-ver": "8.6.1", "cuda-ver": "12.4"}',
+    }
+    message = _failed_job(tmp_path, reference_model.model_path, reference_metadata, target)
+    assert "needs a CUDA 12.x compiler" in message and "pip install 'lookout-edge[cuda12]'" in message
+
+
+def test_g5_options_from_the_original_table_refuse_an_opset_17_model_with_the_reason(
+    tmp_path, reference_model, reference_metadata
+) -> None:
+    """g5.xlarge's `sm_80 / 8.2.0 / 11.2` is a valid target, but TensorRT 8.2 parses opset ≤ 13 and the
+    reference model is opset 17 (ONNX's converter cannot take its Identity below opset 16)."""
+    target = {
+        "TargetPlatform": {"Os": "LINUX", "Arch": "X86_64", "Accelerator": "NVIDIA"},
+        "CompilerOptions": '{"gpu-code": "sm_80", "trt-ver": "8.2.0", "cuda-ver": "11.2"}',
+    }
+    message = _failed_job(tmp_path, reference_model.model_path, reference_metadata, target)
+    assert "TensorRT 8.2.0 parses up to opset 13" in message and "Export the model with opset 13 or lower" in message
+
+
+def test_toolkit_choice_keeps_the_major_and_prefers_the_exact_minor() -> None:
+    def kit(major: int, minor: int) -> CudaToolkit:
+        return CudaToolkit("nvrtc", (major, minor), Path(f"/libnvrtc.so.{major}.{minor}"))
+
+    kits = (kit(11, 4), kit(11, 8), kit(12, 2), kit(13, 0))
+    assert pick_toolkit("11.4", kits).version == (11, 4)
+    assert pick_toolkit("11.2", kits).version == (11, 8)
+    assert pick_toolkit("12.6", kits).version == (12, 2)
+    assert pick_toolkit("10.2", kits) is None
+    assert "found: nvcc 13.0" in missing_toolkit_message("12.4", (CudaToolkit("nvcc", (13, 0), Path("/nvcc")),))
