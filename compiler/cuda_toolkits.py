@@ -37,7 +37,6 @@ class CudaToolkit:
     include_dirs: tuple[Path, ...] = ()
     origin: str = ""  # where it came from, for messages and the manifest
 
-
     @property
     def version_text(self) -> str:
         return f"{self.version[0]}.{self.version[1]}"

@@ -17,6 +17,7 @@ from compiler.registry import ACTIVE_JOB_STATES, Registry
 from compiler.settings import Settings
 from compiler.targets import resolve_target
 from compiler.timestamps import to_datetime
+from compiler.tuning import tuning_request
 from compiler.worker_pool import WorkerPool
 
 PACKAGING_METHOD = "Greengrass"
@@ -57,6 +58,7 @@ class PackagingJobs:
     ) -> dict[str, Any]:
         greengrass = Configuration["Greengrass"]
         resolve_target(greengrass)  # every target rule is checked now, before the job exists
+        tuning_request(greengrass, self.settings)
         job_name = JobName or str(uuid.uuid4())
         now = time.time()
         with self.db.transaction() as conn:

@@ -25,7 +25,15 @@ from compiler.tensorrt_onnx import (
     prepare_for_tensorrt,
     write_tensorrt_files,
 )
-from compiler.tvm_build import CompiledModel, compile_model, missing_tools, pin_input_shape, tvm_version
+from compiler.tuning import schedule_module, tuning_request
+from compiler.tvm_build import (
+    CompiledModel,
+    compile_model,
+    import_model,
+    missing_tools,
+    pin_input_shape,
+    tvm_version,
+)
 from edge_agent import output_parity
 from edge_agent.cuda_device_code import ShippedCubin
 from edge_agent.tvm_runtime import CompiledModule
@@ -112,9 +120,19 @@ def run_pipeline(service: Service, seq: int) -> dict[str, Any]:
         if target.accelerator == "nvidia":  # first: it takes seconds and can refuse the model
             runtime = _tensorrt_section(service, seq, model, target, bundle_dir, (spec, tensor, reference))
 
-        _progress(service, seq, f"Compiling with TVM {tvm_version()} for {target.describe()}.")
+        _progress(
+            service, seq, f"Importing the model into TVM {tvm_version()} and scheduling it for {target.describe()}."
+        )
         try:
-            compiled = compile_model(model, spec, target, bundle_dir)
+            mod, tuning = schedule_module(
+                import_model(model, spec),
+                target,
+                service.settings.data_dir,
+                tuning_request(greengrass, service.settings),
+                lambda message: _progress(service, seq, message),
+            )
+            _progress(service, seq, f"{tuning.describe()} Compiling for {target.describe()}.")
+            compiled = compile_model(mod, target, bundle_dir)
         except Exception as exc:
             raise PackagingFailure(
                 f"TVM could not compile the model for {target.describe()}: "
@@ -163,6 +181,7 @@ def run_pipeline(service: Service, seq: int) -> dict[str, Any]:
                     "compiler_options": greengrass.get("CompilerOptions"),
                     "library": compiled.library.name,
                     "device_code": compiled.device_code,
+                    "tuning": tuning.to_dict(),
                 },
                 "runtime": runtime,
                 "requirements": target.device_requirements(),

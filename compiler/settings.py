@@ -11,6 +11,8 @@ REGION_ENV = "LOOKOUT_EDGE_REGION"
 ACCOUNT_ENV = "LOOKOUT_EDGE_ACCOUNT"
 MAX_WORKERS_ENV = "LOOKOUT_EDGE_MAX_WORKERS"
 MAX_QUEUED_ENV = "LOOKOUT_EDGE_MAX_QUEUED_JOBS"
+TUNING_TRIALS_ENV = "LOOKOUT_EDGE_TUNING_TRIALS"
+SHIPPED_RECORDS_ENV = "LOOKOUT_EDGE_SHIPPED_TUNING_RECORDS"
 DEFAULT_REGION = "us-east-1"
 DEFAULT_ACCOUNT = "000000000000"  # local installs have no AWS account; twelve zeros keep ARNs well-formed
 
@@ -24,6 +26,8 @@ class Settings:
     account: str = DEFAULT_ACCOUNT
     max_workers: int = 1  # compiling is CPU-bound: one job at a time on a laptop
     max_queued_jobs: int = 16  # CREATED + RUNNING jobs across all projects
+    default_tuning_trials: int = 0  # when CompilerOptions has no tuning-trials: stored records only, no search
+    shipped_records: bool = True  # also apply the tuning records shipped in compiler/tuning_records/
 
     @classmethod
     def from_env(cls, data_dir: str | Path | None = None) -> Settings:
@@ -34,7 +38,21 @@ class Settings:
             account=os.environ.get(ACCOUNT_ENV, DEFAULT_ACCOUNT),
             max_workers=int(os.environ.get(MAX_WORKERS_ENV, "1")),
             max_queued_jobs=int(os.environ.get(MAX_QUEUED_ENV, "16")),
+            default_tuning_trials=int(os.environ.get(TUNING_TRIALS_ENV, "0")),
+            shipped_records=os.environ.get(SHIPPED_RECORDS_ENV, "1") != "0",
         )
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that makes `from_env` in a worker process return these settings."""
+        return {
+            DATA_DIR_ENV: str(self.data_dir),
+            REGION_ENV: self.region,
+            ACCOUNT_ENV: self.account,
+            MAX_WORKERS_ENV: str(self.max_workers),
+            MAX_QUEUED_ENV: str(self.max_queued_jobs),
+            TUNING_TRIALS_ENV: str(self.default_tuning_trials),
+            SHIPPED_RECORDS_ENV: "1" if self.shipped_records else "0",
+        }
 
     @property
     def database_path(self) -> Path:

@@ -14,6 +14,8 @@ from compiler.errors import ValidationException
 
 CPU_OPTION_KEYS = ("mcpu", "mattr")
 NVIDIA_OPTION_KEYS = ("gpu-code", "trt-ver", "cuda-ver")
+# Our extension, allowed with every TargetPlatform (compiler/tuning.py reads them).
+TUNING_OPTION_KEYS = ("tuning-trials", "tuning-minutes", "tuning-database")
 DEFAULT_MCPU = {"x86_64": "core-avx2", "aarch64": "generic"}
 LLVM_TRIPLES = {"x86_64": "x86_64-linux-gnu", "aarch64": "aarch64-linux-gnu"}
 GREENGRASS_ARCHITECTURES = {"x86_64": "amd64", "aarch64": "aarch64"}
@@ -227,7 +229,7 @@ def resolve_target(greengrass: dict[str, Any]) -> TargetSpec:
         arch = "x86_64" if platform["Arch"] == "X86_64" else "aarch64"
         accelerator = "nvidia" if platform.get("Accelerator") == "NVIDIA" else None
         options = parse_compiler_options(options_text) if options_text is not None else {}
-        allowed = NVIDIA_OPTION_KEYS if accelerator else CPU_OPTION_KEYS
+        allowed = (NVIDIA_OPTION_KEYS if accelerator else CPU_OPTION_KEYS) + TUNING_OPTION_KEYS
         unknown = sorted(set(options) - set(allowed))
         if unknown:
             kind = "NVIDIA" if accelerator else "CPU"

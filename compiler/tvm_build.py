@@ -103,18 +103,24 @@ def _write_device_code(executable: Any, target: TargetSpec, toolkit: CudaToolkit
     }
 
 
-def compile_model(model: onnx.ModelProto, spec: ModelSpec, target: TargetSpec, out_dir: Path) -> CompiledModel:
-    """Compile the pinned model for `target` and export it (with the cross compiler for another architecture);
-    for NVIDIA targets also compile the device code with the toolkit matching `cuda-ver`."""
-    import tvm
+def import_model(model: onnx.ModelProto, spec: ModelSpec) -> Any:
+    """The pinned ONNX model as a Relax module, weights bound as constants."""
     from tvm.relax.frontend.onnx import from_onnx
 
-    mod = from_onnx(model, shape_dict={spec.input_name: [1, 3, *spec.input_size]}, keep_params_in_input=False)
+    return from_onnx(model, shape_dict={spec.input_name: [1, 3, *spec.input_size]}, keep_params_in_input=False)
+
+
+def compile_model(mod: Any, target: TargetSpec, out_dir: Path) -> CompiledModel:
+    """Compile the (scheduled) Relax module for `target` and export it (with the cross compiler for another
+    architecture); for NVIDIA targets also compile the device code with the toolkit matching `cuda-ver`."""
+    import tvm
+
     executable = tvm.compile(mod, tvm_target(target))
     device_code = None
     if target.accelerator == "nvidia":
         toolkit = pick_toolkit(target.cuda_ver)
-        assert toolkit is not None, "missing_tools() is checked before compiling"
+        if toolkit is None:
+            raise RuntimeError(missing_toolkit_message(target.cuda_ver))
         device_code = _write_device_code(executable, target, toolkit, out_dir)
     library = out_dir / LIBRARY_NAME
     if target.is_cross:

@@ -57,6 +57,7 @@ class WorkerPool:
             start_new_session=True,
             env={
                 **os.environ,
+                **self.settings.to_env(),  # the worker sees this service's settings, however they were made
                 "PYTHONPATH": os.pathsep.join(
                     filter(None, [str(Path(__file__).parent.parent), os.environ.get("PYTHONPATH")])
                 ),

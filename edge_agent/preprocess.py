@@ -39,11 +39,18 @@ class Preprocessor:
             offset=(-mean / std).astype(np.float32),
         )
 
-    def __call__(self, rgb: np.ndarray) -> np.ndarray:
-        """(H, W, 3) uint8 RGB → (1, 3, height, width) float32."""
+    def new_tensor(self) -> np.ndarray:
+        return np.empty((1, 3, self.height, self.width), dtype=np.float32)
+
+    def __call__(self, rgb: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """(H, W, 3) uint8 RGB → (1, 3, height, width) float32, written into `out` when given (a worker reuses
+        one tensor for every request: one pass per channel, no temporaries the size of the image)."""
         if rgb.shape[:2] != (self.height, self.width):
             rgb = cv2.resize(rgb, (self.width, self.height), interpolation=self.interpolation)
-        x = rgb.astype(np.float32)
-        x *= self.scale
-        x += self.offset
-        return np.ascontiguousarray(x.transpose(2, 0, 1))[None]
+        tensor = self.new_tensor() if out is None else out
+        for c, channel in enumerate(cv2.split(rgb)):
+            plane = tensor[0, c]
+            plane[...] = channel
+            plane *= self.scale[c]
+            plane += self.offset[c]
+        return tensor

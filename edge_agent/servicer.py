@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 ALTERNATE_MASK_HANDLE_TAG = 3
 LENGTH_DELIMITED = 2
 MASK_FIELD = "anomaly_mask_params.shared_memory_handle"
+# Trailing metadata on every DetectAnomalies reply: milliseconds spent in the compiled model, so a client
+# (benchmarks/) can tell the agent's own overhead from inference. AWS clients ignore unknown trailers.
+INFERENCE_TIME_TRAILER = "lookout-edge-inference-ms"
 
 
 def _rpc(method: Callable) -> Callable:
@@ -118,6 +121,7 @@ class EdgeAgentServicer(pb_grpc.EdgeAgentServicer):
                 result.anomaly_mask.shared_memory_handle.CopyFrom(
                     pb.SharedMemoryHandle(name=ref.name, size=detection.mask.nbytes, offset=ref.offset)
                 )
+        context.set_trailing_metadata(((INFERENCE_TIME_TRAILER, f"{detection.inference_ms:.3f}"),))
         return pb.DetectAnomaliesResponse(detect_anomaly_result=result)
 
     @staticmethod

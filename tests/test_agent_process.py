@@ -10,6 +10,7 @@ import subprocess
 import threading
 import time
 
+import cv2
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -76,26 +77,30 @@ def test_sigterm_lets_the_call_in_flight_finish(tmp_path, packaged, client_stubs
         stub = pb_grpc.EdgeAgentStub(channel)
         stub.StartModel(pb.StartModelRequest(model_component=BOARDS))
         wait_for_status(stub, pb, BOARDS, pb.RUNNING)
-        rgb = held_out_set(1, seed=5)[1].rgb
+        rgb = cv2.resize(held_out_set(1, seed=5)[1].rgb, (2048, 2048), interpolation=cv2.INTER_NEAREST)
         request = pb.DetectAnomaliesRequest(
-            model_component=BOARDS, bitmap=pb.Bitmap(width=224, height=224, byte_data=rgb.tobytes())
+            model_component=BOARDS, bitmap=pb.Bitmap(width=2048, height=2048, byte_data=rgb.tobytes())
         )
-        outcome: dict[str, object] = {}
+        outcomes: list[object] = []
 
         def call() -> None:
             try:
-                outcome["result"] = stub.DetectAnomalies(request, timeout=120).detect_anomaly_result
+                outcomes.append(stub.DetectAnomalies(request, timeout=120).detect_anomaly_result)
             except grpc.RpcError as error:
-                outcome["error"] = f"{error.code()}: {error.details()}"
+                outcomes.append(f"{error.code()}: {error.details()}")
 
-        caller = threading.Thread(target=call)
-        caller.start()
-        time.sleep(0.5)  # the call is now inside the model (one inference takes about 2 s here)
+        # Six 2048² requests queue up behind one worker: a second or more of work, so SIGTERM arrives while
+        # one is inside the model and others wait for it.
+        callers = [threading.Thread(target=call) for _ in range(6)]
+        for caller in callers:
+            caller.start()
+        time.sleep(0.3)
         assert agent.stop() == 0
-        caller.join()
+        for caller in callers:
+            caller.join()
         channel.close()
-        assert "error" not in outcome, outcome.get("error")
-        assert outcome["result"].is_anomalous
+        assert len(outcomes) == 6 and all(not isinstance(o, str) for o in outcomes), outcomes
+        assert all(o.is_anomalous for o in outcomes)
         assert not agent.socket_path.exists()
         assert "shutting down: finishing calls in flight" in agent.log()
     finally:

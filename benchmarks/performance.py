@@ -1,0 +1,286 @@
+"""The performance benchmark: one command, every figure, for the bundled reference model on this machine.
+
+    python benchmarks/performance.py [--tuning-trials 2000] [--tuning-minutes 30] [--json results.json]
+    python benchmarks/performance.py --quick      # a few minutes: small budget, fewer repeats
+
+Prints, and writes as JSON: machine and versions; ONNX Runtime latency; TVM with default schedules, the
+default packaging (stored/shipped tuning records, no search) and a tuned packaging (trial budget and tuning
+time), each with its ratio to ONNX Runtime; the agent's DetectAnomalies p50/p99 and own overhead for 224²,
+1024² and 4096² images via bytes and via shared memory; throughput with 1, 4 and 16 clients; the agent's
+peak RSS; packaging time per target. Latencies are medians over repeated runs in one process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from benchmarks.agent_load import agent_figures  # noqa: E402
+from compiler.settings import Settings  # noqa: E402
+from compiler.targets import resolve_target  # noqa: E402
+from compiler.tvm_build import missing_tools  # noqa: E402
+
+X86 = {"Os": "LINUX", "Arch": "X86_64"}
+
+
+def host_cpu() -> str:
+    """This machine's CPU as LLVM names it: the x86_64 figures are for code built for it, as ONNX Runtime's are."""
+    import tvm.target.codegen as codegen
+
+    return codegen.llvm_get_system_cpu()
+
+
+HOST = json.dumps({"mcpu": host_cpu()})
+TARGETS: dict[str, dict[str, Any]] = {
+    "x86_64 CPU": {"TargetPlatform": X86, "CompilerOptions": HOST},
+    "ARM64 CPU": {"TargetPlatform": {"Os": "LINUX", "Arch": "ARM64"}},
+    "jetson_xavier": {"TargetDevice": "jetson_xavier"},
+    "x86_64 NVIDIA sm_75": {
+        "TargetPlatform": {**X86, "Accelerator": "NVIDIA"},
+        "CompilerOptions": '{"gpu-code": "sm_75", "trt-ver": "8.6.1", "cuda-ver": "11.8"}',
+    },
+}
+
+
+def machine() -> dict[str, Any]:
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if "model name" in line
+        ),
+        platform.processor(),
+    )
+    versions = {
+        p: metadata.version(p) for p in ("apache-tvm", "onnxruntime", "numpy", "opencv-python-headless", "grpcio")
+    }
+    return {
+        "cpu": model,
+        "llvm_cpu": host_cpu(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "versions": versions,
+    }
+
+
+def median_ms(run, repeats: int) -> float:
+    run()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+class Packager:
+    """A packaging service in a private data folder; times each job from Start to SUCCEEDED."""
+
+    def __init__(self, data_dir: Path, model_path: Path, metadata_path: Path, shipped_records: bool = True) -> None:
+        from dataclasses import replace
+
+        from compiler.service import Service
+
+        self.service = Service(replace(Settings.from_env(data_dir), shipped_records=shipped_records))
+        self.out = data_dir / "exported"
+        self.service.call("CreateProject", {"ProjectName": "bench"})
+        self.version = self.service.call(
+            "CreateModel",
+            {
+                "ProjectName": "bench",
+                "ModelFile": str(model_path),
+                "ModelMetadata": json.loads(metadata_path.read_text()),
+            },
+        )["ModelMetadata"]["ModelVersion"]
+        self._count = 0
+
+    def package(self, target: dict[str, Any]) -> tuple[Path, float, dict[str, Any]]:
+        """(model.zip, seconds, manifest) of one job for `target`."""
+        from tests.conftest import wait_for_job
+
+        self._count += 1
+        component = ("com.example.Bench", f"{self._count}.0.0")
+        started = time.perf_counter()
+        greengrass = {**target, "ComponentName": component[0], "ComponentVersion": component[1]}
+        greengrass["S3OutputLocation"] = {"Bucket": "bench"}
+        job = self.service.call(
+            "StartModelPackagingJob",
+            {"ProjectName": "bench", "ModelVersion": self.version, "Configuration": {"Greengrass": greengrass}},
+        )["JobName"]
+        description = wait_for_job(self.service, "bench", job, timeout=4 * 3600)
+        seconds = time.perf_counter() - started
+        if description["Status"] != "SUCCEEDED":
+            raise RuntimeError(f"packaging for {target} failed: {description['StatusMessage']}")
+        exported = self.service.call(
+            "ExportComponent",
+            {"ComponentName": component[0], "ComponentVersion": component[1], "Output": str(self.out)},
+        )
+        archive = Path(exported["ArtifactFiles"][0])
+        import zipfile
+
+        with zipfile.ZipFile(archive) as zf:
+            manifest = json.loads(zf.read("manifest.json"))
+        return archive, seconds, manifest
+
+
+def tvm_latency(archive: Path, tensor: np.ndarray, repeats: int) -> float:
+    from edge_agent.model_runner import open_bundle
+    from edge_agent.tvm_runtime import CompiledModule
+
+    bundle = open_bundle(archive, Path(tempfile.mkdtemp(prefix="bench-bundle-")))
+    module = CompiledModule(bundle.library, bundle.output_names)
+    return median_ms(lambda: module.run(tensor), repeats)
+
+
+def default_schedules_latency(model_path: Path, spec: Any, tensor: np.ndarray, repeats: int) -> float:
+    """TVM with no tuning records at all (its default Relax CPU schedules), for comparison."""
+    import onnx
+    import tvm
+    from tvm import relax
+
+    from compiler.tvm_build import import_model, pin_input_shape, tvm_target
+
+    mod = import_model(pin_input_shape(onnx.load(str(model_path)), spec), spec)
+    target = tvm_target(resolve_target({"TargetPlatform": X86, "CompilerOptions": HOST}))
+    vm = relax.VirtualMachine(tvm.compile(mod, target), tvm.cpu())
+    data = tvm.runtime.tensor(tensor)
+    return median_ms(lambda: vm["main"](data), max(3, repeats // 4))
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    import onnx
+    import onnxruntime as ort
+
+    from compiler.model_contract import inspect_model
+    from compiler.parity import golden_input
+    from compiler.reference_model import build_reference_model
+    from tests.agent_harness import generate_client_stubs
+
+    work = Path(tempfile.mkdtemp(prefix="lookout-edge-performance-"))
+    print(f"working in {work}", flush=True)
+    reference = build_reference_model(work / "reference")
+    model = onnx.load(str(reference.model_path))
+    spec = inspect_model(model, None, json.loads(reference.metadata_path.read_text()))
+    tensor = golden_input(spec)
+    results: dict[str, Any] = {"machine": machine(), "repeats": args.repeats}
+
+    session = ort.InferenceSession(str(reference.model_path), providers=["CPUExecutionProvider"])
+    ort_ms = median_ms(lambda: session.run(None, {spec.input_name: tensor}), args.repeats)
+    results["latency_ms"] = {"onnxruntime": ort_ms}
+    print(f"ONNX Runtime: {ort_ms:.1f} ms", flush=True)
+    results["latency_ms"]["tvm_default_schedules"] = default_schedules_latency(
+        reference.model_path, spec, tensor, args.repeats
+    )
+    print(f"TVM default schedules: {results['latency_ms']['tvm_default_schedules']:.1f} ms", flush=True)
+
+    packager = Packager(work / "service", reference.model_path, reference.metadata_path)
+    packaging: dict[str, Any] = {}
+    default_zip = None
+    for name, target in TARGETS.items():
+        missing = missing_tools(resolve_target(target))
+        if missing:
+            packaging[name] = "skipped: " + "; ".join(missing)
+            continue
+        archive, seconds, manifest = packager.package(target)
+        packaging[name] = {"seconds": seconds, "schedules": manifest["compiler"]["tuning"]["source"]}
+        print(f"packaged {name} in {seconds:.0f} s", flush=True)
+        default_zip = archive if name == "x86_64 CPU" else default_zip
+    results["latency_ms"]["tvm_default_packaging"] = tvm_latency(default_zip, tensor, args.repeats)
+
+    options = json.dumps(
+        {"mcpu": host_cpu(), "tuning-trials": args.tuning_trials, "tuning-minutes": args.tuning_minutes}
+    )
+    # The tuned figure is the search's own: a fresh database, without the records shipped with the service.
+    cold = Packager(work / "tuning-service", reference.model_path, reference.metadata_path, shipped_records=False)
+    tuned_zip, tuned_s, manifest = cold.package({"TargetPlatform": X86, "CompilerOptions": options})
+    _, warm_s, warm_manifest = cold.package({"TargetPlatform": X86, "CompilerOptions": options})
+    packaging["x86_64 CPU tuned (cold database)"] = {"seconds": tuned_s, **manifest["compiler"]["tuning"]}
+    packaging["x86_64 CPU tuned (warm database)"] = {"seconds": warm_s, **warm_manifest["compiler"]["tuning"]}
+    results["latency_ms"]["tvm_tuned"] = tvm_latency(tuned_zip, tensor, args.repeats)
+    results["packaging"] = packaging
+    results["tuning_budget"] = {"trials": args.tuning_trials, "minutes": args.tuning_minutes}
+    results["ratio_to_onnxruntime"] = {k: v / ort_ms for k, v in results["latency_ms"].items()}
+
+    pb, pb_grpc = generate_client_stubs(work / "stubs")
+    fastest = min(
+        ("tvm_default_packaging", default_zip), ("tvm_tuned", tuned_zip), key=lambda c: results["latency_ms"][c[0]]
+    )
+    results["agent"] = {
+        "bundle": fastest[0],
+        **agent_figures(fastest[1], pb, pb_grpc, args.repeats, (224, 1024, 4096), (1, 4, 16)),
+    }
+    return results
+
+
+def report(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    lines = [
+        f"machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, "
+        + ", ".join(f"{k} {v}" for k, v in m["versions"].items())
+    ]
+    lines.append("\nlatency, reference model 224×224 (median ms, ratio to ONNX Runtime):")
+    for name, value in results["latency_ms"].items():
+        lines.append(f"  {name:28s} {value:9.1f}  {results['ratio_to_onnxruntime'][name]:6.2f}×")
+    budget = results["tuning_budget"]
+    lines.append(f"  (tuned: budget {budget['trials']} trials / {budget['minutes']:g} min)")
+    lines.append("\npackaging time per target:")
+    for name, value in results["packaging"].items():
+        lines.append(
+            f"  {name:34s} "
+            + (
+                f"{value['seconds']:7.0f} s  ({value.get('source', value.get('schedules'))})"
+                if isinstance(value, dict)
+                else value
+            )
+        )
+    agent = results["agent"]
+    lines.append(
+        f"\nagent DetectAnomalies with the mask ({agent['bundle']} bundle): p50 / p99 ms; overhead = minus inference"
+    )
+    for name, value in agent["detect"].items():
+        total = f"{value['p50_ms']:8.1f} / {value['p99_ms']:8.1f}"
+        lines.append(
+            f"  {name:18s} total {total}   overhead {value['overhead_p50_ms']:7.2f} / {value['overhead_p99_ms']:7.2f}"
+        )
+    lines.append("throughput, 224² bytes:")
+    for load in agent["throughput"]:
+        rate = f"{load['requests_per_s']:7.2f} req/s"
+        lines.append(
+            f"  {load['clients']:2d} clients  {rate}  p50 {load['p50_ms']:.1f} ms  p99 {load['p99_ms']:.1f} ms"
+        )
+    lines.append(f"agent peak RSS: {agent['peak_rss_mib']:.0f} MiB")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tuning-trials", type=int, default=2000, help="trial budget of the tuned packaging")
+    parser.add_argument("--tuning-minutes", type=float, default=30.0, help="time cap of the tuned packaging")
+    parser.add_argument("--repeats", type=int, default=40, help="timed runs per latency figure")
+    parser.add_argument("--json", type=Path, default=Path("benchmark-results.json"), help="where to write results")
+    parser.add_argument("--quick", action="store_true", help="64 trials / 5 min, 10 repeats: a smoke run")
+    args = parser.parse_args()
+    if args.quick:
+        args.tuning_trials, args.tuning_minutes, args.repeats = 64, 5.0, 10
+    results = run(args)
+    print("\n" + report(results))
+    args.json.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwritten to {args.json}")
+
+
+if __name__ == "__main__":
+    main()

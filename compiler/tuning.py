@@ -1,0 +1,292 @@
+"""MetaSchedule tuning for CPU targets, with a trial budget, a time cap, persistent records and progress.
+
+Candidates are compiled and timed in this process (no RPC workers: their start-up alone outlasts the
+default builder timeout on a 2-core machine). Records go to a JSON database per target under the service's
+data folder, so re-packaging the same model, or another sharing its layers, reuses them. Records shipped
+with the service (`compiler/tuning_records/<arch>/`) and a database the user names are consulted too.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from compiler.errors import ValidationException
+from compiler.settings import Settings
+from compiler.targets import TargetSpec, parse_compiler_options
+
+MAX_TRIALS = 20000
+DEFAULT_MINUTES = 30.0
+TRIALS_PER_ROUND = 16
+SHIPPED_RECORDS = Path(__file__).parent / "tuning_records"
+PROGRESS_EVERY_S = 5.0
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TuningRequest:
+    """What the job asked for: trials to search (0: use stored records only), a time cap, an extra database."""
+
+    trials: int = 0
+    minutes: float = DEFAULT_MINUTES
+    database: Path | None = None
+    shipped_records: bool = True  # the service's setting: also read compiler/tuning_records/
+
+
+def tuning_request(greengrass: dict[str, Any], settings: Settings) -> TuningRequest:
+    """Read the tuning keys of CompilerOptions (ValidationException names the key and the rule); the service's
+    settings give the default trial budget and whether shipped records are used."""
+    text = greengrass.get("CompilerOptions")
+    options = parse_compiler_options(text) if text is not None else {}
+    trials = options.get("tuning-trials", settings.default_tuning_trials)
+    if isinstance(trials, bool) or not isinstance(trials, int) or not 0 <= trials <= MAX_TRIALS:
+        raise ValidationException(
+            f"Invalid Configuration.Greengrass: compiler option 'tuning-trials' must be an integer from 0 to "
+            f"{MAX_TRIALS}, got {trials!r}."
+        )
+    minutes = options.get("tuning-minutes", DEFAULT_MINUTES)
+    if isinstance(minutes, bool) or not isinstance(minutes, int | float) or not 0 < minutes <= 24 * 60:
+        raise ValidationException(
+            "Invalid Configuration.Greengrass: compiler option 'tuning-minutes' must be a number of minutes "
+            f"above 0 and at most 1440, got {minutes!r}."
+        )
+    database = options.get("tuning-database")
+    if database is not None and (
+        not isinstance(database, str) or not (Path(database) / "database_workload.json").is_file()
+    ):
+        raise ValidationException(
+            "Invalid Configuration.Greengrass: compiler option 'tuning-database' must name a folder holding a "
+            f"MetaSchedule JSON database (database_workload.json, database_tuning_record.json), got {database!r}."
+        )
+    return TuningRequest(int(trials), float(minutes), Path(database) if database else None, settings.shipped_records)
+
+
+def database_key(target: TargetSpec) -> str:
+    """Records are kept per target: architecture, then the GPU, or the CPU and its features."""
+    if target.accelerator == "nvidia":
+        return f"{target.arch}-{target.gpu_code}"
+    return "-".join(p for p in (target.arch, target.mcpu or "generic", "".join(target.mattr)) if p)
+
+
+@dataclass
+class TuningReport:
+    """What the tuning step did, for the manifest and the job's StatusMessage."""
+
+    source: str
+    trials_run: int = 0
+    seconds: float = 0.0
+    records_used: int = 0
+    databases: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        searched = f"; {self.trials_run} trials in {self.seconds / 60:.1f} min" if self.trials_run else ""
+        return f"Schedules: {self.source}{searched}; tuned kernels applied: {self.records_used}."
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "trials_run": self.trials_run,
+            "seconds": round(self.seconds, 1),
+            "records_used": self.records_used,
+            "databases": self.databases,
+        }
+
+
+class TimeBudgetSpent(Exception):
+    """Raised through MetaSchedule by the progress callback to end the search at the time cap."""
+
+
+def _make_measurers(scratch: str, deadline: float, progress: Callable[[int], None]) -> tuple[Any, Any, Any]:
+    """An in-process builder and runner, and a callback that reports progress and ends the search at
+    `deadline` (records measured so far are already in the database)."""
+    import tvm
+    from tvm.ir.utils import derived_object
+    from tvm.s_tir.meta_schedule.builder import BuilderResult, PyBuilder
+    from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
+    from tvm.s_tir.meta_schedule.runner import PyRunner, PyRunnerFuture, RunnerResult
+
+    built: dict[str, tuple[Any, str]] = {}
+    counter = itertools.count()
+
+    @derived_object
+    class InProcessBuilder(PyBuilder):
+        def build(self, build_inputs: list) -> list:
+            results = []
+            for build_input in build_inputs:
+                try:
+                    executable = tvm.compile(build_input.mod, build_input.target)
+                except Exception as exc:  # a candidate TVM cannot compile is a failed trial, not a failed job
+                    results.append(BuilderResult(None, f"{type(exc).__name__}: {str(exc)[-300:]}"))
+                    continue
+                # MetaSchedule removes the artifact's folder after measuring; the module itself stays in memory.
+                key = os.path.join(tempfile.mkdtemp(dir=scratch, prefix=f"{next(counter)}-"), "module")
+                built[key] = (executable, build_input.mod.get_global_vars()[0].name_hint)
+                results.append(BuilderResult(key, None))
+            return results
+
+    @derived_object
+    class Measured(PyRunnerFuture):
+        def __init__(self, result: Any) -> None:
+            super().__init__()
+            self._result = result
+
+        def done(self) -> bool:
+            return True
+
+        def result(self) -> Any:
+            return self._result
+
+    @derived_object
+    class InProcessRunner(PyRunner):
+        def run(self, runner_inputs: list) -> list:
+            device = tvm.cpu()
+            futures = []
+            for runner_input in runner_inputs:
+                executable, name = built.pop(runner_input.artifact_path)
+                try:
+                    args = [
+                        tvm.runtime.tensor(
+                            np.random.default_rng(0).random([int(d) for d in a.shape]).astype(a.dtype), device
+                        )
+                        for a in runner_input.args_info
+                    ]
+                    timer = executable.mod.time_evaluator(name, device, number=3, repeat=1)
+                    futures.append(Measured(RunnerResult([timer(*args).mean], None)))
+                except Exception as exc:
+                    futures.append(Measured(RunnerResult(None, f"{type(exc).__name__}: {str(exc)[-300:]}")))
+            return futures
+
+    @derived_object
+    class ProgressCallback(PyMeasureCallback):
+        def apply(self, task_scheduler: Any, task_id: int, candidates: list, builds: list, runs: list) -> None:
+            progress(len(candidates))
+            if time.time() > deadline:
+                raise TimeBudgetSpent()
+
+    return InProcessBuilder(), InProcessRunner(), ProgressCallback()
+
+
+def _record_count(database: Any, module: Any, most: int = 1 << 20) -> int:
+    if not database.has_workload(module):
+        return 0
+    return len(database.get_top_k(database.commit_workload(module), most))
+
+
+def _records_for(database: Any, tasks: list) -> int:
+    return sum(_record_count(database, task.dispatched[0]) for task in tasks)
+
+
+def _open_databases(target: TargetSpec, data_dir: Path, request: TuningRequest) -> tuple[Any, list[Any], list[str]]:
+    """The writable per-target database, every database to read from, and names for them."""
+    import tvm.s_tir.meta_schedule as ms
+
+    key = database_key(target)
+    own_dir = data_dir / "tuning" / key
+    own_dir.mkdir(parents=True, exist_ok=True)
+    own = ms.database.JSONDatabase(work_dir=str(own_dir))
+    readers, names = [own], [f"service records ({key})"]
+    shipped = SHIPPED_RECORDS / target.arch
+    if request.shipped_records and target.accelerator is None and (shipped / "database_workload.json").is_file():
+        readers.append(ms.database.JSONDatabase(work_dir=str(shipped), allow_missing=False))
+        names.append(f"shipped records ({target.arch})")
+    if request.database is not None:
+        readers.append(ms.database.JSONDatabase(work_dir=str(request.database), allow_missing=False))
+        names.append(f"tuning-database {request.database.name}")
+    return own, readers, names
+
+
+def schedule_module(
+    mod: Any, target: TargetSpec, data_dir: Path, request: TuningRequest, report: Progress
+) -> tuple[Any, TuningReport]:
+    """Tune (within the request's budget, where this machine can measure the target) and apply the best
+    records known for `target` to the imported Relax module `mod`.
+
+    Tasks without records keep TVM's defaults: for CPU the default Relax schedules, for CUDA DLight's.
+    """
+    import tvm
+    import tvm.s_tir.meta_schedule as ms
+    from tvm import relax
+
+    from compiler.tvm_build import tvm_target as build_target
+
+    tvm_target = build_target(target)
+    gpu = target.accelerator == "nvidia"
+    if gpu and request.database is None:
+        return mod, TuningReport(source="DLight default GPU schedules (no tuning-database given)")
+    mod = relax.get_pipeline("zero")(mod)
+    extract_target = tvm_target if gpu else tvm.target.Target({**tvm_target.export(), "num-cores": os.cpu_count() or 1})
+    own, readers, names = _open_databases(target, data_dir, request)
+    tasks = ms.relax_integration.extract_tasks(mod, extract_target)
+    wanted = request.trials - _records_for(own, tasks)
+    tuning = TuningReport(source="stored tuning records", databases=names)
+    if request.trials and wanted > 0:
+        if target.is_cross or gpu:
+            report(
+                f"{target.describe()} cannot be measured on this machine: using the tuning records given "
+                "(tuning-database), else TVM's default schedules."
+            )
+        else:
+            tuning = _search(mod, extract_target, own, request, wanted, len(tasks), report, names)
+    database = readers[0] if len(readers) == 1 else ms.database.UnionDatabase(*readers)
+    tuning.records_used = sum(1 for t in tasks if any(_record_count(r, t.dispatched[0], 1) for r in readers))
+    if tuning.records_used == 0:
+        tuning.source = "TVM's default schedules (no tuning records for this target and model)"
+    with tvm_target, database, tvm.transform.PassContext(opt_level=3):
+        mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
+    return mod, tuning
+
+
+def _search(
+    mod: Any, target: Any, own: Any, request: TuningRequest, trials: int, tasks: int, report: Progress, names: list
+) -> TuningReport:
+    import tvm.s_tir.meta_schedule as ms
+
+    start = time.time()
+    deadline = start + request.minutes * 60
+    state = {"trials": 0, "last": 0.0}
+
+    def progress(measured: int) -> None:
+        state["trials"] += measured
+        if time.time() - state["last"] >= PROGRESS_EVERY_S:
+            state["last"] = time.time()
+            elapsed = time.time() - start
+            report(
+                f"Tuning {tasks} tasks with MetaSchedule: {min(state['trials'], trials)}/{trials} trials, "
+                f"{elapsed / 60:.1f} of at most {request.minutes:g} min."
+            )
+
+    stopped = False
+    with tempfile.TemporaryDirectory(prefix="lookout-edge-tune-") as work:
+        builder, runner, callback = _make_measurers(work, deadline, progress)
+        try:
+            ms.relax_integration.tune_relax(
+                mod=mod,
+                params={},
+                target=target,
+                work_dir=work,
+                max_trials_global=trials,
+                num_trials_per_iter=TRIALS_PER_ROUND,
+                builder=builder,
+                runner=runner,
+                database=own,
+                measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), callback],
+                strategy=ms.search_strategy.EvolutionarySearch(population_size=256, genetic_num_iters=2),
+            )
+        except Exception:  # TimeBudgetSpent comes back through TVM's FFI as another exception type
+            if time.time() <= deadline:
+                raise
+            stopped = True
+    return TuningReport(
+        source="tuned here (stopped at the time budget)" if stopped else "tuned here",
+        trials_run=state["trials"],
+        seconds=time.time() - start,
+        databases=names,
+    )

@@ -1,0 +1,42 @@
+"""Copies the best record of every workload from a MetaSchedule JSON database into the records shipped with
+the service (compiler/tuning_records/<arch>/), e.g. after a long tuning run of the reference model:
+
+    python scripts/ship-tuning-records.py ~/.lookout-edge/tuning/x86_64-znver4 compiler/tuning_records/x86_64
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("source", type=Path, help="a folder with database_workload.json / database_tuning_record.json")
+    parser.add_argument("destination", type=Path, help="the shipped-records folder to (re)write")
+    args = parser.parse_args()
+    import tvm.s_tir.meta_schedule as ms
+
+    source = ms.database.JSONDatabase(work_dir=str(args.source), allow_missing=False)
+    args.destination.mkdir(parents=True, exist_ok=True)
+    for name in ("database_workload.json", "database_tuning_record.json"):
+        (args.destination / name).unlink(missing_ok=True)
+    shipped = ms.database.JSONDatabase(work_dir=str(args.destination))
+    import tvm_ffi
+
+    best_per_workload = {}
+    for record in source.get_all_tuning_records():
+        key = tvm_ffi.structural_hash(record.workload.mod)
+        if record.run_secs and key not in best_per_workload:
+            best_per_workload[key] = source.get_top_k(record.workload, 1)[0]
+    for best in best_per_workload.values():
+        workload = shipped.commit_workload(best.workload.mod)
+        shipped.commit_tuning_record(
+            ms.database.TuningRecord(best.trace, workload, best.run_secs, best.target, best.args_info)
+        )
+    kept = len(best_per_workload)
+    print(f"kept the best of {kept} workloads in {args.destination}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""MetaSchedule tuning in the packaging pipeline: budget options, in-process search with progress, records
+kept per target and reused, targets that cannot be measured here."""
+
+from __future__ import annotations
+
+import json
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from compiler.errors import ValidationException
+from compiler.model_contract import inspect_model
+from compiler.parity import golden_input, run_onnx_runtime
+from compiler.settings import Settings
+from compiler.targets import resolve_target
+from compiler.tuning import TuningRequest, schedule_module, tuning_request
+from compiler.tvm_build import import_model, tvm_target
+from edge_agent.output_parity import compare
+from tests.agent_harness import PackagingRequest, package_models
+from tests.conftest import make_service, stop_workers
+from tests.models import classifier
+
+X86 = {"Os": "LINUX", "Arch": "X86_64"}
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        ('{"tuning-trials": -1}', "'tuning-trials' must be an integer from 0 to 20000"),
+        ('{"tuning-trials": "64"}', "'tuning-trials' must be an integer"),
+        ('{"tuning-trials": true}', "'tuning-trials' must be an integer"),
+        ('{"tuning-minutes": 0}', "'tuning-minutes' must be a number of minutes above 0"),
+        ('{"tuning-database": "/nonexistent"}', "'tuning-database' must name a folder holding a MetaSchedule"),
+    ],
+)
+def test_tuning_options_are_checked_at_start(options: str, words: str) -> None:
+    with pytest.raises(ValidationException) as error:
+        tuning_request({"TargetPlatform": X86, "CompilerOptions": options}, Settings(data_dir=Path("/unused")))
+    assert words in error.value.message
+
+
+def test_tuning_defaults_come_from_the_service() -> None:
+    settings = Settings(data_dir=Path("/unused"), default_tuning_trials=32, shipped_records=False)
+    assert tuning_request({"TargetPlatform": X86}, settings) == TuningRequest(trials=32, shipped_records=False)
+    resolve_target({"TargetPlatform": X86, "CompilerOptions": '{"tuning-trials": 8, "mcpu": "core-avx2"}'})
+
+
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("tuning") / "classifier.onnx"
+    onnx.save(classifier(batch=1, size=32), str(path))
+    return path
+
+
+def test_search_reports_progress_and_stores_records_that_the_next_run_reuses(small_model: Path, tmp_path) -> None:
+    model = onnx.load(str(small_model))
+    spec = inspect_model(model, None, {})
+    target = resolve_target({"TargetPlatform": X86})
+    messages: list[str] = []
+    mod, report = schedule_module(import_model(model, spec), target, tmp_path, TuningRequest(trials=8), messages.append)
+    assert report.source.startswith("tuned here") and report.trials_run >= 8 and report.records_used >= 1
+    assert any(m.startswith("Tuning ") and "/8 trials" in m for m in messages), messages
+    records = tmp_path / "tuning" / "x86_64-core-avx2" / "database_tuning_record.json"
+    assert records.read_text().count("\n") >= 8
+
+    import tvm
+    from tvm import relax
+
+    vm = relax.VirtualMachine(tvm.compile(mod, tvm_target(target)), tvm.cpu())
+    tensor = golden_input(spec)
+    tuned = {"scores": vm["main"](tvm.runtime.tensor(tensor)).numpy()}
+    assert compare(run_onnx_runtime(model, spec, tensor), tuned).ok
+
+    started = time.time()
+    _, again = schedule_module(import_model(model, spec), target, tmp_path, TuningRequest(trials=8), messages.append)
+    assert (again.source, again.trials_run) == ("stored tuning records", 0)
+    assert again.records_used == report.records_used and time.time() - started < 30
+
+
+def test_the_search_stops_at_the_time_cap_and_keeps_what_it_measured(small_model: Path, tmp_path) -> None:
+    model = onnx.load(str(small_model))
+    spec = inspect_model(model, None, {})
+    target = resolve_target({"TargetPlatform": X86})
+    started = time.time()
+    _, report = schedule_module(
+        import_model(model, spec), target, tmp_path, TuningRequest(trials=2000, minutes=0.05), lambda _: None
+    )
+    assert report.source == "tuned here (stopped at the time budget)"
+    assert 0 < report.trials_run < 2000 and report.records_used >= 1
+    assert time.time() - started < 120
+
+
+def test_a_target_this_machine_cannot_measure_uses_records_or_defaults_and_says_so(small_model, tmp_path) -> None:
+    model = onnx.load(str(small_model))
+    spec = inspect_model(model, None, {})
+    target = resolve_target({"TargetPlatform": {"Os": "LINUX", "Arch": "ARM64"}})
+    messages: list[str] = []
+    _, report = schedule_module(import_model(model, spec), target, tmp_path, TuningRequest(trials=8), messages.append)
+    assert report.trials_run == 0 and report.source.startswith("TVM's default schedules")
+    assert any("cannot be measured on this machine" in m for m in messages)
+
+
+def test_packaging_jobs_tune_within_the_budget_and_a_repackage_reuses_the_records(tmp_path, small_model) -> None:
+    service = make_service(tmp_path / "data")
+    target = {"TargetPlatform": X86, "CompilerOptions": '{"tuning-trials": 8, "tuning-minutes": 5}'}
+    requests = [PackagingRequest("tuned", small_model, {}, "com.example.Tuned", v) for v in ("1.0.0", "2.0.0")]
+    try:
+        first = package_models(service, requests[:1], tmp_path / "gg", {"com.example.Tuned": target})
+        second = package_models(service, requests[1:], tmp_path / "gg", {"com.example.Tuned": target})
+    finally:
+        stop_workers(service)
+
+    def tuning_of(archive: Path) -> dict:
+        with zipfile.ZipFile(archive) as zf:
+            return json.loads(zf.read("manifest.json"))["compiler"]["tuning"]
+
+    cold, warm = tuning_of(first["com.example.Tuned-1.0.0"]), tuning_of(second["com.example.Tuned-2.0.0"])
+    assert cold["source"] == "tuned here" and cold["trials_run"] >= 8
+    assert warm["source"] == "stored tuning records" and warm["trials_run"] == 0
+    assert warm["records_used"] == cold["records_used"] >= 1
+    assert np.isfinite(cold["seconds"])
