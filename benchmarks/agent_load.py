@@ -180,12 +180,19 @@ def peak_rss_mib(pid: int) -> float:
 
 
 def agent_figures(bundle: Path, pb: Any, pb_grpc: Any, repeats: int, sides: tuple[int, ...], clients: tuple[int, ...]):
-    """Every agent figure of the benchmark from one agent process."""
+    """Every agent figure of the benchmark from one agent process. Peak RSS is read twice: after the 224²
+    throughput runs (the steady state of a line camera) and after the large images (their buffers included)."""
     with running_agent(bundle, pb, pb_grpc) as agent:
+        loads = [throughput(agent, n, max(4, repeats // n)) for n in clients]
+        steady_rss = peak_rss_mib(agent.pid)
         latency = {
             f"{side}x{side} {via}": detect_latency(agent, side, via, repeats if side < 4096 else max(3, repeats // 4))
             for side in sides
             for via in ("bytes", "shm")
         }
-        loads = [throughput(agent, n, max(4, repeats // n)) for n in clients]
-        return {"detect": latency, "throughput": loads, "peak_rss_mib": peak_rss_mib(agent.pid)}
+        return {
+            "detect": latency,
+            "throughput": loads,
+            "peak_rss_mib_224": steady_rss,
+            "peak_rss_mib": peak_rss_mib(agent.pid),
+        }

@@ -77,6 +77,20 @@ def machine() -> dict[str, Any]:
     }
 
 
+def interleaved_medians(runs: dict[str, Any], repeats: int) -> dict[str, float]:
+    """Median ms of each runner, timed in turns (one run of each per round) so that drift in the machine's
+    speed affects them all alike."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for run in runs.values():
+        run()
+    for _ in range(repeats):
+        for name, run in runs.items():
+            started = time.perf_counter()
+            run()
+            times[name].append((time.perf_counter() - started) * 1000)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 def median_ms(run, repeats: int) -> float:
     run()
     times = []
@@ -137,13 +151,13 @@ class Packager:
         return archive, seconds, manifest
 
 
-def tvm_latency(archive: Path, tensor: np.ndarray, repeats: int) -> float:
+def tvm_runner(archive: Path, tensor: np.ndarray):
     from edge_agent.model_runner import open_bundle
     from edge_agent.tvm_runtime import CompiledModule
 
     bundle = open_bundle(archive, Path(tempfile.mkdtemp(prefix="bench-bundle-")))
     module = CompiledModule(bundle.library, bundle.output_names)
-    return median_ms(lambda: module.run(tensor), repeats)
+    return lambda: module.run(tensor)
 
 
 def default_schedules_latency(model_path: Path, spec: Any, tensor: np.ndarray, repeats: int) -> float:
@@ -178,15 +192,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     tensor = golden_input(spec)
     results: dict[str, Any] = {"machine": machine(), "repeats": args.repeats}
 
-    session = ort.InferenceSession(str(reference.model_path), providers=["CPUExecutionProvider"])
-    ort_ms = median_ms(lambda: session.run(None, {spec.input_name: tensor}), args.repeats)
-    results["latency_ms"] = {"onnxruntime": ort_ms}
-    print(f"ONNX Runtime: {ort_ms:.1f} ms", flush=True)
-    results["latency_ms"]["tvm_default_schedules"] = default_schedules_latency(
-        reference.model_path, spec, tensor, args.repeats
-    )
-    print(f"TVM default schedules: {results['latency_ms']['tvm_default_schedules']:.1f} ms", flush=True)
-
     packager = Packager(work / "service", reference.model_path, reference.metadata_path)
     packaging: dict[str, Any] = {}
     default_zip = None
@@ -199,7 +204,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         packaging[name] = {"seconds": seconds, "schedules": manifest["compiler"]["tuning"]["source"]}
         print(f"packaged {name} in {seconds:.0f} s", flush=True)
         default_zip = archive if name == "x86_64 CPU" else default_zip
-    results["latency_ms"]["tvm_default_packaging"] = tvm_latency(default_zip, tensor, args.repeats)
 
     options = json.dumps(
         {"mcpu": host_cpu(), "tuning-trials": args.tuning_trials, "tuning-minutes": args.tuning_minutes}
@@ -208,10 +212,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     cold = Packager(work / "tuning-service", reference.model_path, reference.metadata_path, shipped_records=False)
     tuned_zip, tuned_s, manifest = cold.package({"TargetPlatform": X86, "CompilerOptions": options})
     _, warm_s, warm_manifest = cold.package({"TargetPlatform": X86, "CompilerOptions": options})
-    packaging["x86_64 CPU tuned (cold database)"] = {"seconds": tuned_s, **manifest["compiler"]["tuning"]}
-    packaging["x86_64 CPU tuned (warm database)"] = {"seconds": warm_s, **warm_manifest["compiler"]["tuning"]}
-    results["latency_ms"]["tvm_tuned"] = tvm_latency(tuned_zip, tensor, args.repeats)
+    packaging["x86_64 CPU tuned (cold database)"] = {"seconds": tuned_s, "tuning": manifest["compiler"]["tuning"]}
+    packaging["x86_64 CPU tuned (warm database)"] = {"seconds": warm_s, "tuning": warm_manifest["compiler"]["tuning"]}
     results["packaging"] = packaging
+
+    session = ort.InferenceSession(str(reference.model_path), providers=["CPUExecutionProvider"])
+    results["latency_ms"] = interleaved_medians(
+        {
+            "onnxruntime": lambda: session.run(None, {spec.input_name: tensor}),
+            "tvm_default_packaging": tvm_runner(default_zip, tensor),
+            "tvm_tuned": tvm_runner(tuned_zip, tensor),
+        },
+        args.repeats,
+    )
+    results["latency_ms"]["tvm_default_schedules"] = default_schedules_latency(
+        reference.model_path, spec, tensor, args.repeats
+    )
+    ort_ms = results["latency_ms"]["onnxruntime"]
+    print("latency (median ms): " + ", ".join(f"{k} {v:.1f}" for k, v in results["latency_ms"].items()), flush=True)
     results["tuning_budget"] = {"trials": args.tuning_trials, "minutes": args.tuning_minutes}
     results["ratio_to_onnxruntime"] = {k: v / ort_ms for k, v in results["latency_ms"].items()}
 
@@ -224,6 +242,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         **agent_figures(fastest[1], pb, pb_grpc, args.repeats, (224, 1024, 4096), (1, 4, 16)),
     }
     return results
+
+
+def _schedules(packaging: dict[str, Any]) -> str:
+    tuning = packaging.get("tuning")
+    if tuning is None:
+        return packaging["schedules"]
+    return f"{tuning['source']}, {tuning['trials_run']} trials in {tuning['seconds']:.0f} s"
 
 
 def report(results: dict[str, Any]) -> str:
@@ -241,11 +266,7 @@ def report(results: dict[str, Any]) -> str:
     for name, value in results["packaging"].items():
         lines.append(
             f"  {name:34s} "
-            + (
-                f"{value['seconds']:7.0f} s  ({value.get('source', value.get('schedules'))})"
-                if isinstance(value, dict)
-                else value
-            )
+            + (f"{value['seconds']:7.0f} s  ({_schedules(value)})" if isinstance(value, dict) else value)
         )
     agent = results["agent"]
     lines.append(
@@ -262,7 +283,10 @@ def report(results: dict[str, Any]) -> str:
         lines.append(
             f"  {load['clients']:2d} clients  {rate}  p50 {load['p50_ms']:.1f} ms  p99 {load['p99_ms']:.1f} ms"
         )
-    lines.append(f"agent peak RSS: {agent['peak_rss_mib']:.0f} MiB")
+    lines.append(
+        f"agent peak RSS: {agent['peak_rss_mib_224']:.0f} MiB serving 224² images, "
+        f"{agent['peak_rss_mib']:.0f} MiB after the 4096² requests"
+    )
     return "\n".join(lines)
 
 
