@@ -9,6 +9,7 @@ import stat
 import subprocess
 import threading
 import time
+from multiprocessing import shared_memory
 
 import cv2
 import grpc
@@ -78,8 +79,12 @@ def test_sigterm_lets_the_call_in_flight_finish(tmp_path, packaged, client_stubs
         stub.StartModel(pb.StartModelRequest(model_component=BOARDS))
         wait_for_status(stub, pb, BOARDS, pb.RUNNING)
         rgb = cv2.resize(held_out_set(1, seed=5)[1].rgb, (2048, 2048), interpolation=cv2.INTER_NEAREST)
+        # The image goes through shared memory, so the six small requests reach the agent at once.
+        segment = shared_memory.SharedMemory(create=True, size=rgb.nbytes)
+        segment.buf[: rgb.nbytes] = rgb.tobytes()
+        handle = pb.SharedMemoryHandle(name=segment.name, size=rgb.nbytes, offset=0)
         request = pb.DetectAnomaliesRequest(
-            model_component=BOARDS, bitmap=pb.Bitmap(width=2048, height=2048, byte_data=rgb.tobytes())
+            model_component=BOARDS, bitmap=pb.Bitmap(width=2048, height=2048, shared_memory_handle=handle)
         )
         outcomes: list[object] = []
 
@@ -89,16 +94,18 @@ def test_sigterm_lets_the_call_in_flight_finish(tmp_path, packaged, client_stubs
             except grpc.RpcError as error:
                 outcomes.append(f"{error.code()}: {error.details()}")
 
-        # Six 2048² requests queue up behind one worker: a second or more of work, so SIGTERM arrives while
-        # one is inside the model and others wait for it.
+        # Six 2048² requests queue up behind one worker, so SIGTERM arrives while one is inside the model and
+        # others wait for it.
         callers = [threading.Thread(target=call) for _ in range(6)]
         for caller in callers:
             caller.start()
-        time.sleep(0.3)
+        time.sleep(0.1)  # all six are in the agent within milliseconds; their work takes several tenths
         assert agent.stop() == 0
         for caller in callers:
             caller.join()
         channel.close()
+        segment.close()
+        segment.unlink()
         assert len(outcomes) == 6 and all(not isinstance(o, str) for o in outcomes), outcomes
         assert all(o.is_anomalous for o in outcomes)
         assert not agent.socket_path.exists()
