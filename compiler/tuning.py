@@ -1,4 +1,5 @@
-"""MetaSchedule tuning for CPU targets, with a trial budget, a time cap, persistent records and progress.
+"""MetaSchedule tuning records for a build: a search with a trial budget and time cap (CPU targets this machine
+can run), persistent records per target, progress; records from elsewhere for the targets it cannot run.
 
 Candidates are compiled and timed in this process (no RPC workers: their start-up alone outlasts the
 default builder timeout on a 2-core machine). Records go to a JSON database per target under the service's
