@@ -145,20 +145,29 @@ def test_the_agent_refuses_an_nvidia_bundle_without_a_cuda_device(nvidia_bundles
         LoadedModel(verify_bundle(bundle))
 
 
-def test_nvidia_module_runs_on_the_gpu_and_matches_onnx_runtime(nvidia_bundles) -> None:
-    """Needs an NVIDIA GPU whose driver runs the apache-tvm wheel's CUDA runtime (libcudart.so.13, driver ≥ 580).
-    Run it with the device tool: `python3 -m pytest -q tests/test_nvidia_targets.py` on an H100/H200 lease."""
+def test_nvidia_module_runs_on_the_gpu_and_matches_onnx_runtime(tmp_path, reference_model, reference_metadata) -> None:
+    """Packages the reference model for this machine's GPU (CUDA 11.8 cubin) and runs it against the golden
+    outputs (ONNX Runtime's). Needs an NVIDIA GPU whose driver runs the apache-tvm wheel's CUDA runtime
+    (libcudart.so.13, driver ≥ 580): run `python3 -m pytest -q tests/test_nvidia_targets.py` on a GPU lease."""
     import tvm
 
     if not tvm.cuda(0).exist:
         pytest.skip("no CUDA GPU visible to TVM on this machine (run on a GPU machine: see the docstring)")
     here = "sm_" + tvm.cuda(0).compute_version.replace(".", "")
-    bundle, _ = nvidia_bundles["com.example.BoardsT4"]
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    if here != manifest["compiler"]["device_code"]["arch"]:
-        pytest.skip(f"this GPU is {here}; the bundle is for sm_75")
-    model = LoadedModel(verify_bundle(bundle))
-    model.check_golden()
+    component = "com.example.BoardsHere"
+    options = json.dumps({"gpu-code": here, "trt-ver": "8.6.1", "cuda-ver": "11.8"})
+    target = {"TargetPlatform": {"Os": "LINUX", "Arch": "X86_64", "Accelerator": "NVIDIA"}, "CompilerOptions": options}
+    service = make_service(tmp_path / "data")
+    try:
+        request = PackagingRequest("boards", reference_model.model_path, reference_metadata, component, "1.0.0")
+        archive = package_models(service, [request], tmp_path / "gg", {component: target})[f"{component}-1.0.0"]
+    finally:
+        stop_workers(service)
+    with zipfile.ZipFile(archive) as zf:
+        zf.extractall(tmp_path / "bundle")
+    manifest = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
+    assert manifest["parity"]["checked"] == "at packaging"  # the job itself ran it on this GPU
+    LoadedModel(verify_bundle(tmp_path / "bundle")).check_golden()
 
 
 def _failed_job(data_dir: Path, model_file: Path, metadata: dict, target: dict) -> str:
