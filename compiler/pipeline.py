@@ -8,11 +8,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import onnx
 
 from compiler import parity
 from compiler.bundle_writer import BUNDLE_ARCHIVE, write_golden, write_manifest, zip_bundle
 from compiler.jobs import component_version_arn
+from compiler.model_contract import ModelSpec
 from compiler.output_store import object_key, s3_uri
 from compiler.recipe import artifact_digest, build_recipe, recipe_file_stem, write_recipes
 from compiler.recipe_rules import recipe_problems
@@ -21,7 +23,6 @@ from compiler.tensorrt_onnx import (
     TENSORRT_PROFILE,
     TensorRTExportError,
     build_profile,
-    check_against_reference,
     prepare_for_tensorrt,
     write_tensorrt_files,
 )
@@ -64,14 +65,17 @@ def _runs_here(target: TargetSpec) -> bool:
 
 def _load_here(compiled: CompiledModel, output_names: list[str]) -> CompiledModule:
     code = compiled.device_code
-    cubin = None
-    if code is not None:
-        cubin = ShippedCubin(compiled.library.parent / code["file"], code["arch"], code["source_sha256"])
+    cubin = None if code is None else ShippedCubin.from_device_code(compiled.library.parent, code)
     return CompiledModule(compiled.library, output_names, cubin)
 
 
 def _tensorrt_section(
-    service: Service, seq: int, model: onnx.ModelProto, target: TargetSpec, bundle_dir: Path, parity_inputs: tuple
+    service: Service,
+    seq: int,
+    model: onnx.ModelProto,
+    target: TargetSpec,
+    bundle_dir: Path,
+    golden: tuple[ModelSpec, np.ndarray, dict[str, np.ndarray]],
 ) -> dict[str, Any]:
     """Write the TensorRT-ready ONNX and build profile; returns the manifest's `runtime` section."""
     _progress(service, seq, f"Preparing the TensorRT-ready ONNX for TensorRT {target.trt_ver}.")
@@ -79,10 +83,10 @@ def _tensorrt_section(
         prepared = prepare_for_tensorrt(model, target.trt_ver)
     except (TensorRTExportError, ValueError, RuntimeError) as exc:
         raise PackagingFailure(f"Could not prepare the ONNX for TensorRT {target.trt_ver}: {exc}") from exc
-    report = check_against_reference(prepared, *parity_inputs)
+    spec, tensor, reference = golden
+    report = output_parity.compare(reference, parity.run_onnx_runtime(prepared, spec, tensor))
     if not report.ok:
         raise PackagingFailure("The TensorRT-ready ONNX does not match the source model: " + "; ".join(report.failures))
-    spec = parity_inputs[0]
     write_tensorrt_files(bundle_dir, prepared, build_profile(prepared, spec, target.trt_ver, target.gpu_code))
     return {
         "prefer": "tensorrt",

@@ -15,13 +15,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
 from onnx import shape_inference, version_converter
 
 from compiler.model_contract import ModelSpec
-from compiler.parity import run_onnx_runtime
-from edge_agent import output_parity
 
 TENSORRT_ONNX = "tensorrt/model.onnx"
 TENSORRT_PROFILE = "tensorrt/profile.json"
@@ -94,13 +91,6 @@ def prepare_for_tensorrt(model: onnx.ModelProto, trt_ver: str) -> onnx.ModelProt
             raise TensorRTExportError(f"'{value.name}' has a dynamic shape after pinning; TensorRT needs it static")
     onnx.checker.check_model(model, full_check=True)
     return model
-
-
-def check_against_reference(
-    model: onnx.ModelProto, spec: ModelSpec, tensor: np.ndarray, reference: dict[str, np.ndarray]
-) -> output_parity.ParityReport:
-    """ONNX Runtime on the prepared ONNX against the source model's outputs (same rule as every parity check)."""
-    return output_parity.compare(reference, run_onnx_runtime(model, spec, tensor))
 
 
 def build_profile(model: onnx.ModelProto, spec: ModelSpec, trt_ver: str, gpu_code: str) -> dict[str, Any]:

@@ -65,7 +65,7 @@ class Bundle:
         code = self.manifest["compiler"].get("device_code")
         if code is None:
             return None
-        return ShippedCubin(path=self.root / code["file"], arch=code["arch"], source_sha256=code["source_sha256"])
+        return ShippedCubin.from_device_code(self.root, code)
 
 
 def read_manifest(root: Path) -> dict[str, Any]:

@@ -32,7 +32,7 @@ class CubinInfo:
 
 
 def _sections(data: bytes) -> dict[bytes, bytes]:
-    shoff, = struct.unpack_from("<Q", data, 0x28)
+    (shoff,) = struct.unpack_from("<Q", data, 0x28)
     shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
     headers = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize) for i in range(shnum)]
     names_offset = headers[shstrndx][4]
@@ -57,13 +57,13 @@ def read_cubin(data: bytes) -> CubinInfo:
     """Architecture and toolkit of a 64-bit little-endian cubin."""
     if data[:4] != ELF_MAGIC or data[4] != 2 or data[5] != 1:
         raise CubinError("not a 64-bit little-endian ELF file")
-    machine, = struct.unpack_from("<H", data, 0x12)
+    (machine,) = struct.unpack_from("<H", data, 0x12)
     if machine != EM_CUDA:
         raise CubinError(f"ELF machine {machine} is not NVIDIA CUDA ({EM_CUDA})")
     osabi = data[7]
     if osabi == OSABI_CUDA_LEGACY:
-        version, = struct.unpack_from("<I", data, 0x14)
-        flags, = struct.unpack_from("<I", data, 0x30)
+        (version,) = struct.unpack_from("<I", data, 0x14)
+        (flags,) = struct.unpack_from("<I", data, 0x30)
         sm, toolkit = flags & 0xFF, version
     elif osabi == OSABI_CUDA_V2:
         sm, toolkit = _cuinfo(data)

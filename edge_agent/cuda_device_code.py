@@ -29,6 +29,11 @@ class ShippedCubin:
     arch: str
     source_sha256: str
 
+    @classmethod
+    def from_device_code(cls, root: Path, code: dict) -> ShippedCubin:
+        """From a manifest's `compiler.device_code` entry, its file relative to the bundle folder `root`."""
+        return cls(path=root / code["file"], arch=code["arch"], source_sha256=code["source_sha256"])
+
 
 def _answer(source: str, *_: object) -> bytearray:
     digest = hashlib.sha256(source.encode()).hexdigest()
