@@ -265,6 +265,8 @@ def test_dropped_connection_and_refused_publish_do_not_stop_inference(nucleus, s
         nucleus.wait_for(lambda calls: sum(c.operation == "CONNECT" for c in calls) >= 2)
         wait_for_report(nucleus, lambda r: (model_entry(r, SQRT) or {}).get("status") == "RUNNING")
 
+        # A report goes to IoT Core first and to the shadow after it: wait for the shadow too.
+        nucleus.wait_for(lambda _: (THING, "lookoutedge-agent") in nucleus.shadows)
         nucleus.errors["PublishToIoTCore"] = error("UnauthorizedError", "Not Authorized")
         refused_from = len(nucleus.calls_to("PublishToIoTCore"))
         shadows_before = nucleus.shadows[(THING, "lookoutedge-agent")]["version"]
