@@ -11,7 +11,9 @@ import tempfile
 import threading
 from pathlib import Path
 
+from edge_agent.allocator import keep_image_buffers
 from edge_agent.defaults import AGENT_COMPONENT_NAME, DEFAULT_SOCKET, default_registry_dir, package_version
+from edge_agent.tvm_runtime import load_runtime_library_only
 
 log = logging.getLogger("lookout-edge-agent")
 COMMANDS = ("serve", "register", "deregister")
@@ -20,6 +22,9 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def _serve(args: argparse.Namespace) -> int:
+    load_runtime_library_only()
+    if not keep_image_buffers():
+        log.info("malloc settings left as they are (not glibc, or MALLOC_* set in the environment)")
     from edge_agent.agent import Agent
     from edge_agent.config import AgentConfig, ConfigError, load_config_file, socket_path
     from edge_agent.greengrass_ipc import GreengrassLink, in_greengrass

@@ -8,7 +8,9 @@ device's CUDA version, and refuses any other source.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,16 +49,30 @@ def _answer(source: str, *_: object) -> bytearray:
     return bytearray(cubin)
 
 
+def _load_cuda_runtime() -> str | None:
+    """Load the TVM wheel's CUDA runtime library, which only the full (compiler) `import tvm` loads by itself;
+    the agent imports the runtime alone. Returns why it could not be loaded (no libcuda: no driver), or None."""
+    import tvm.libinfo
+
+    sidecar = Path(tvm.libinfo.find_libtvm_runtime()).with_name("libtvm_runtime_cuda.so")
+    try:
+        ctypes.CDLL(str(sidecar), mode=os.RTLD_LOCAL)  # registers the CUDA device API with the runtime
+    except OSError as exc:
+        return str(exc)
+    return None
+
+
 def provide(shipped: ShippedCubin) -> None:
     """Make `shipped` the answer for its source; check it suits this machine's GPU first."""
     global _registered
     import tvm
 
+    unavailable = _load_cuda_runtime()
     device = tvm.cuda(0)
     if not device.exist:
         raise RuntimeFailure(
             f"the model is compiled for an NVIDIA {shipped.arch} GPU and the TVM runtime sees no CUDA device here "
-            "(no GPU, no driver, or a runtime without CUDA support)"
+            f"({unavailable or 'no GPU, or no driver for it'})"
         )
     here = "sm_" + device.compute_version.replace(".", "")
     cubin = shipped.path.read_bytes()

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 
 from edge_agent import cuda_device_code
 from edge_agent.errors import RuntimeFailure
+
+RUNTIME_ONLY_ENV = "TVM_USE_RUNTIME_LIB"
+
+
+def load_runtime_library_only() -> None:
+    """Make the coming `import tvm` load libtvm_runtime alone, not the 260 MB compiler library the agent never
+    calls (~140 MB less resident memory). Only effective before TVM is first imported in the process."""
+    os.environ.setdefault(RUNTIME_ONLY_ENV, "1")
 
 
 class CompiledModule:
@@ -17,7 +26,7 @@ class CompiledModule:
         self, library: Path, output_names: list[str], cubin: cuda_device_code.ShippedCubin | None = None
     ) -> None:
         import tvm
-        from tvm import relax
+        from tvm.runtime.vm import VirtualMachine
 
         self._tvm = tvm
         if cubin is not None:
@@ -25,7 +34,7 @@ class CompiledModule:
             self._device = tvm.cuda(0)
         else:
             self._device = tvm.cpu()
-        self._vm = relax.VirtualMachine(tvm.runtime.load_module(str(library)), self._device)
+        self._vm = VirtualMachine(tvm.runtime.load_module(str(library)), self._device)
         self._input: object | None = None  # the device tensor every request's input is copied into
         self.output_names = output_names
 

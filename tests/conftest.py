@@ -91,8 +91,8 @@ SQRT = "com.example.SqrtScore"
 
 @pytest.fixture(scope="session")
 def packaged(tmp_path_factory: pytest.TempPathFactory, reference_model, reference_metadata) -> dict[str, Path]:
-    """"<component>-<version>" → model.zip: the reference model as 1.0.0 and (threshold 0.6) as 2.0.0, and a
-    small model whose score is NaN on black images."""
+    """Bundles (model.zip) by "<component>-<version>": the reference model as 1.0.0 and (threshold 0.6) as
+    2.0.0, and a small model whose score is NaN on black images."""
     from tests.agent_harness import PackagingRequest, package_models
     from tests.models import sqrt_score
 

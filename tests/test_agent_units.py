@@ -14,7 +14,7 @@ from edge_agent.deployments import Registration
 from edge_agent.errors import InvalidArgument, ModelOutputError
 from edge_agent.image_input import check_dimensions, image_from_bytes
 from edge_agent.registry import RegistryError, read_registry, remove_registration, write_registration
-from edge_agent.results import detect
+from edge_agent.results import detect, paint
 from edge_agent.shared_memory import SegmentRef, read_image, write_mask
 
 
@@ -140,3 +140,21 @@ def test_classification_has_no_mask_and_nan_scores_are_refused() -> None:
     assert result.confidence == pytest.approx(0.7)
     with pytest.raises(ModelOutputError, match="non-finite"):
         detect(spec, {"p": np.array([[np.nan, np.nan]], np.float32)})
+
+
+@pytest.mark.parametrize(
+    "colours",
+    [
+        ["#FFFFFF", "#FF0000"],
+        ["#000000", "#00FF7F"],
+        ["#123456", "#ABCDEF"],
+        ["#000000", "#FF0000", "#00FF00", "#0000FF", "#808080"],
+    ],
+)
+def test_masks_are_painted_in_the_label_colours(colours: list[str]) -> None:
+    spec = {"labels": [{"name": f"label{i}", "color": c} for i, c in enumerate(colours)]}
+    labels = np.random.default_rng(len(colours)).integers(0, len(colours), (67, 91), dtype=np.uint8)
+    mask, areas = paint(labels, spec)
+    palette = np.array([[int(c[i : i + 2], 16) for i in (1, 3, 5)] for c in colours], np.uint8)
+    assert mask.shape == (67, 91, 3) and np.array_equal(mask, palette[labels])
+    assert [a.fraction for a in areas] == pytest.approx([np.mean(labels == i) for i in range(len(colours))])
