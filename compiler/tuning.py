@@ -1,15 +1,15 @@
 """MetaSchedule tuning records for a build: a search with a trial budget and time cap (CPU targets this machine
 can run), persistent records per target, progress; records from elsewhere for the targets it cannot run.
 
-Candidates are compiled and timed in this process (no RPC workers: their start-up alone outlasts the
-default builder timeout on a 2-core machine). Records go to a JSON database per target under the service's
-data folder, so re-packaging the same model, or another sharing its layers, reuses them. Records shipped
-with the service (`compiler/tuning_records/<arch>/`) and a database the user names are consulted too.
+Candidates are compiled in forked children with a time limit (compiler.candidate_builds) and timed in this
+process (no RPC or popen workers: their start-up alone outlasts the default builder timeout on 2 cores).
+Records go to a JSON database per target under the service's data folder, so re-packaging the same model, or
+another sharing its layers, reuses them. Records shipped with the service
+(`compiler/tuning_records/<arch>-<mcpu>/`) and a database the user names are consulted too.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 import tempfile
 import time
@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from compiler.candidate_builds import build_candidates
 from compiler.errors import ValidationException
 from compiler.settings import Settings
 from compiler.targets import TargetSpec, parse_compiler_options
@@ -28,7 +29,11 @@ MAX_TRIALS = 20000
 DEFAULT_MINUTES = 30.0
 TRIALS_PER_ROUND = 16
 SHIPPED_RECORDS = Path(__file__).parent / "tuning_records"
+# Shipped record sets per architecture, each tuned for one CPU, best first: a target gets the first whose
+# vector features its own CPU has (schedules written for 16-lane AVX-512 run 4× slower on AVX2-only CPUs).
+SHIPPED_SETS = {"x86_64": (("znver4", ("avx512f", "avx512bw")), ("core-avx2", ("avx2", "fma")))}
 PROGRESS_EVERY_S = 5.0
+BUILD_LIMIT_S = 60.0  # one candidate's compile; ~1 s is usual, pathological ones run for many minutes
 Progress = Callable[[str], None]
 
 
@@ -106,32 +111,26 @@ class TimeBudgetSpent(Exception):
 
 
 def _make_measurers(scratch: str, deadline: float, progress: Callable[[int], None]) -> tuple[Any, Any, Any]:
-    """An in-process builder and runner, and a callback that reports progress and ends the search at
-    `deadline` (records measured so far are already in the database)."""
+    """A builder compiling candidates in forked children (each within BUILD_LIMIT_S), a runner timing them in
+    this process, and a callback that reports progress and ends the search at `deadline` (records measured
+    so far are already in the database)."""
     import tvm
     from tvm.ir.utils import derived_object
     from tvm.s_tir.meta_schedule.builder import BuilderResult, PyBuilder
     from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
     from tvm.s_tir.meta_schedule.runner import PyRunner, PyRunnerFuture, RunnerResult
 
-    built: dict[str, tuple[Any, str]] = {}
-    counter = itertools.count()
+    entry_names: dict[str, str] = {}
 
     @derived_object
-    class InProcessBuilder(PyBuilder):
+    class ForkedBuilder(PyBuilder):
         def build(self, build_inputs: list) -> list:
-            results = []
-            for build_input in build_inputs:
-                try:
-                    executable = tvm.compile(build_input.mod, build_input.target)
-                except Exception as exc:  # a candidate TVM cannot compile is a failed trial, not a failed job
-                    results.append(BuilderResult(None, f"{type(exc).__name__}: {str(exc)[-300:]}"))
-                    continue
-                # MetaSchedule removes the artifact's folder after measuring; the module itself stays in memory.
-                key = os.path.join(tempfile.mkdtemp(dir=scratch, prefix=f"{next(counter)}-"), "module")
-                built[key] = (executable, build_input.mod.get_global_vars()[0].name_hint)
-                results.append(BuilderResult(key, None))
-            return results
+            candidates = [(b.mod, b.target) for b in build_inputs]
+            built = build_candidates(candidates, scratch, BUILD_LIMIT_S, deadline, os.cpu_count() or 1)
+            for build_input, candidate in zip(build_inputs, built, strict=True):
+                if candidate.library is not None:
+                    entry_names[candidate.library] = build_input.mod.get_global_vars()[0].name_hint
+            return [BuilderResult(c.library, c.error) for c in built]
 
     @derived_object
     class Measured(PyRunnerFuture):
@@ -151,15 +150,16 @@ def _make_measurers(scratch: str, deadline: float, progress: Callable[[int], Non
             device = tvm.cpu()
             futures = []
             for runner_input in runner_inputs:
-                executable, name = built.pop(runner_input.artifact_path)
+                library = runner_input.artifact_path  # MetaSchedule removes its folder after this round
                 try:
+                    module = tvm.runtime.load_module(library)
                     args = [
                         tvm.runtime.tensor(
                             np.random.default_rng(0).random([int(d) for d in a.shape]).astype(a.dtype), device
                         )
                         for a in runner_input.args_info
                     ]
-                    timer = executable.mod.time_evaluator(name, device, number=3, repeat=1)
+                    timer = module.time_evaluator(entry_names.pop(library), device, number=3, repeat=1)
                     futures.append(Measured(RunnerResult([timer(*args).mean], None)))
                 except Exception as exc:
                     futures.append(Measured(RunnerResult(None, f"{type(exc).__name__}: {str(exc)[-300:]}")))
@@ -172,7 +172,7 @@ def _make_measurers(scratch: str, deadline: float, progress: Callable[[int], Non
             if time.time() > deadline:
                 raise TimeBudgetSpent()
 
-    return InProcessBuilder(), InProcessRunner(), ProgressCallback()
+    return ForkedBuilder(), InProcessRunner(), ProgressCallback()
 
 
 def _record_count(database: Any, module: Any, most: int = 1 << 20) -> int:
@@ -185,6 +185,21 @@ def _records_for(database: Any, tasks: list) -> int:
     return sum(_record_count(database, task.dispatched[0]) for task in tasks)
 
 
+def shipped_set(target: TargetSpec) -> Path | None:
+    """The shipped records that suit `target`'s CPU: its own set, else the first set whose vector features it has."""
+    if target.accelerator is not None:
+        return None
+    from tvm.target import codegen
+
+    from compiler.tvm_build import tvm_target
+
+    for mcpu, features in SHIPPED_SETS.get(target.arch, ()):
+        folder = SHIPPED_RECORDS / f"{target.arch}-{mcpu}"
+        if mcpu == target.mcpu or codegen.llvm_cpu_has_features(list(features), tvm_target(target)):
+            return folder
+    return None
+
+
 def _open_databases(target: TargetSpec, data_dir: Path, request: TuningRequest) -> tuple[Any, list[Any], list[str]]:
     """The writable per-target database, every database to read from, and names for them."""
     import tvm.s_tir.meta_schedule as ms
@@ -194,10 +209,10 @@ def _open_databases(target: TargetSpec, data_dir: Path, request: TuningRequest) 
     own_dir.mkdir(parents=True, exist_ok=True)
     own = ms.database.JSONDatabase(work_dir=str(own_dir))
     readers, names = [own], [f"service records ({key})"]
-    shipped = SHIPPED_RECORDS / target.arch
-    if request.shipped_records and target.accelerator is None and (shipped / "database_workload.json").is_file():
+    shipped = shipped_set(target) if request.shipped_records else None
+    if shipped is not None:
         readers.append(ms.database.JSONDatabase(work_dir=str(shipped), allow_missing=False))
-        names.append(f"shipped records ({target.arch})")
+        names.append(f"shipped records ({shipped.name})")
     if request.database is not None:
         readers.append(ms.database.JSONDatabase(work_dir=str(request.database), allow_missing=False))
         names.append(f"tuning-database {request.database.name}")

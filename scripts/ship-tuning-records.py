@@ -1,7 +1,8 @@
 """Copies the best record of every workload from a MetaSchedule JSON database into the records shipped with
-the service (compiler/tuning_records/<arch>/), e.g. after a long tuning run of the reference model:
+the service (compiler/tuning_records/<arch>-<mcpu>/, listed in compiler.tuning.SHIPPED_SETS), e.g. after a
+long tuning run of the reference model:
 
-    python scripts/ship-tuning-records.py ~/.lookout-edge/tuning/x86_64-znver4 compiler/tuning_records/x86_64
+    python scripts/ship-tuning-records.py ~/.lookout-edge/tuning/x86_64-znver4 compiler/tuning_records/x86_64-znver4
 """
 
 from __future__ import annotations

@@ -12,12 +12,13 @@ import numpy as np
 import onnx
 import pytest
 
+from compiler.candidate_builds import build_candidates
 from compiler.errors import ValidationException
 from compiler.model_contract import inspect_model
 from compiler.parity import golden_input, run_onnx_runtime
 from compiler.settings import Settings
 from compiler.targets import resolve_target
-from compiler.tuning import TuningRequest, schedule_module, tuning_request
+from compiler.tuning import SHIPPED_RECORDS, SHIPPED_SETS, TuningRequest, schedule_module, shipped_set, tuning_request
 from compiler.tvm_build import import_model, tvm_target
 from edge_agent.output_parity import compare
 from tests.agent_harness import PackagingRequest, package_models
@@ -41,6 +42,49 @@ def test_tuning_options_are_checked_at_start(options: str, words: str) -> None:
     with pytest.raises(ValidationException) as error:
         tuning_request({"TargetPlatform": X86, "CompilerOptions": options}, Settings(data_dir=Path("/unused")))
     assert words in error.value.message
+
+
+@pytest.mark.parametrize(
+    ("mcpu", "expected"),
+    [
+        ("znver4", "x86_64-znver4"),
+        ("skylake-avx512", "x86_64-znver4"),  # AVX-512: the 16-lane schedules
+        ("core-avx2", "x86_64-core-avx2"),
+        ("znver3", "x86_64-core-avx2"),  # AVX2 only: the 8-lane schedules
+        ("x86-64", None),  # no AVX2: TVM's defaults unless tuned
+    ],
+)
+def test_shipped_records_are_chosen_by_the_target_cpu_features(mcpu: str, expected: str | None) -> None:
+    target = resolve_target({"TargetPlatform": X86, "CompilerOptions": json.dumps({"mcpu": mcpu})})
+    chosen = shipped_set(target)
+    assert (chosen.name if chosen else None) == expected
+
+
+def test_every_shipped_record_set_holds_the_reference_model_records() -> None:
+    for arch, sets in SHIPPED_SETS.items():
+        for mcpu, _ in sets:
+            records = (SHIPPED_RECORDS / f"{arch}-{mcpu}" / "database_tuning_record.json").read_text().splitlines()
+            assert len(records) >= 25, f"{arch}-{mcpu}: {len(records)} records"
+            assert all(f'"mcpu":"{mcpu}"' in line for line in records), f"{arch}-{mcpu}: records tuned for another CPU"
+
+
+def test_candidates_compile_in_child_processes_and_a_compile_past_its_time_is_stopped(tmp_path) -> None:
+    import tvm
+    from tvm import te
+
+    data = te.placeholder((256,), name="data")
+    plus_one = te.compute((256,), lambda i: data[i] + 1.0, name="plus_one")
+    mod, target = tvm.IRModule({"main": te.create_prim_func([data, plus_one])}), tvm.target.Target("llvm")
+    good, broken = build_candidates([(mod, target), ("not a module", target)], str(tmp_path), 60, time.time() + 60, 2)
+    assert good.error is None and broken.library is None and "Error" in broken.error
+    values = np.arange(256, dtype=np.float32)
+    out = tvm.runtime.empty((256,), "float32", tvm.cpu())
+    tvm.runtime.load_module(good.library)["main"](tvm.runtime.tensor(values), out)
+    assert np.array_equal(out.numpy(), values + 1)
+
+    for limit_s, deadline in ((0.0, time.time() + 60), (60.0, time.time())):
+        (stopped,) = build_candidates([(mod, target)], str(tmp_path), limit_s, deadline, 1)
+        assert stopped.library is None and "longer than" in stopped.error
 
 
 def test_tuning_defaults_come_from_the_service() -> None:
