@@ -54,24 +54,32 @@ def build_candidates(
     results: list[Built | None] = [None] * len(candidates)
     waiting = list(enumerate(candidates))[::-1]
     running: dict[int, tuple[int, str, float]] = {}
-    while waiting or running:
-        while waiting and len(running) < processes:
-            index, (mod, target) = waiting.pop()
-            library = os.path.join(tempfile.mkdtemp(dir=folder, prefix=f"{index}-"), "candidate.so")
-            pid = os.fork()
-            if pid == 0:
-                _compile_in_child(mod, target, library)
-            running[pid] = (index, library, min(time.time() + limit_s, deadline))
-        time.sleep(POLL_S)
-        for pid, (index, library, ends) in list(running.items()):
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                results[index] = _outcome(library, status)
-            elif time.time() > ends:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-                results[index] = Built(None, f"compiling took longer than {limit_s:g} s or the tuning time left")
-            else:
-                continue
-            del running[pid]
+    try:
+        while waiting or running:
+            while waiting and len(running) < processes:
+                index, (mod, target) = waiting.pop()
+                library = os.path.join(tempfile.mkdtemp(dir=folder, prefix=f"{index}-"), "candidate.so")
+                pid = os.fork()
+                if pid == 0:
+                    _compile_in_child(mod, target, library)
+                running[pid] = (index, library, min(time.time() + limit_s, deadline))
+            time.sleep(POLL_S)
+            for pid, (index, library, ends) in list(running.items()):
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    results[index] = _outcome(library, status)
+                elif time.time() > ends:
+                    _stop(pid)
+                    results[index] = Built(None, f"compiling took longer than {limit_s:g} s or the tuning time left")
+                else:
+                    continue
+                del running[pid]
+    finally:  # an error here (fork refused, interrupt) must not leave compiles running on their own
+        for pid in running:
+            _stop(pid)
     return [result for result in results if result is not None]
+
+
+def _stop(pid: int) -> None:
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)

@@ -87,6 +87,34 @@ def test_candidates_compile_in_child_processes_and_a_compile_past_its_time_is_st
         assert stopped.library is None and "longer than" in stopped.error
 
 
+def test_a_failed_fork_stops_the_compiles_already_running(tmp_path, monkeypatch) -> None:
+    import os
+
+    import tvm
+    from tvm import te
+
+    import compiler.candidate_builds as builds
+
+    data = te.placeholder((256,), name="data")
+    mod = tvm.IRModule({"main": te.create_prim_func([data, te.compute((256,), lambda i: data[i] * 2.0)])})
+    started: list[int] = []
+    real_fork = os.fork
+
+    def fork_once() -> int:
+        if started:
+            raise OSError("Resource temporarily unavailable")
+        pid = real_fork()
+        if pid:
+            started.append(pid)
+        return pid
+
+    monkeypatch.setattr(builds.os, "fork", fork_once)
+    with pytest.raises(OSError, match="temporarily unavailable"):
+        build_candidates([(mod, tvm.target.Target("llvm"))] * 2, str(tmp_path), 60, time.time() + 60, 2)
+    with pytest.raises(ChildProcessError):  # stopped and reaped, not left compiling
+        os.waitpid(started[0], os.WNOHANG)
+
+
 def test_tuning_defaults_come_from_the_service() -> None:
     settings = Settings(data_dir=Path("/unused"), default_tuning_trials=32, shipped_records=False)
     assert tuning_request({"TargetPlatform": X86}, settings) == TuningRequest(trials=32, shipped_records=False)
