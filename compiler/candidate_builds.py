@@ -81,5 +81,8 @@ def build_candidates(
 
 
 def _stop(pid: int) -> None:
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
+    try:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):  # it had already ended and been reaped
+        pass
