@@ -91,16 +91,6 @@ def interleaved_medians(runs: dict[str, Any], repeats: int) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def median_ms(run, repeats: int) -> float:
-    run()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
-
-
 class Packager:
     """A packaging service in a private data folder; times each job from Start to SUCCEEDED."""
 
@@ -172,7 +162,7 @@ def default_schedules_latency(model_path: Path, spec: Any, tensor: np.ndarray, r
     target = tvm_target(resolve_target({"TargetPlatform": X86, "CompilerOptions": HOST}))
     vm = relax.VirtualMachine(tvm.compile(mod, target), tvm.cpu())
     data = tvm.runtime.tensor(tensor)
-    return median_ms(lambda: vm["main"](data), max(3, repeats // 4))
+    return interleaved_medians({"default": lambda: vm["main"](data)}, max(3, repeats // 4))["default"]
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -27,6 +27,11 @@ class Built:
     error: str | None = None
 
 
+def failure_text(exc: BaseException) -> str:
+    """How a failed trial reads in MetaSchedule's records: the exception type and the end of its message."""
+    return f"{type(exc).__name__}: {str(exc)[-300:]}"
+
+
 def _compile_in_child(mod: Any, target: Any, library: str) -> NoReturn:
     status = 0
     try:
@@ -34,7 +39,7 @@ def _compile_in_child(mod: Any, target: Any, library: str) -> NoReturn:
 
         tvm.compile(mod, target).export_library(library)
     except BaseException as exc:  # reported to the parent through the file system, like the library itself
-        Path(library + ".error").write_text(f"{type(exc).__name__}: {str(exc)[-300:]}")
+        Path(library + ".error").write_text(failure_text(exc))
         status = 1
     os._exit(status)
 

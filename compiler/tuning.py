@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from compiler.candidate_builds import build_candidates
+from compiler.candidate_builds import build_candidates, failure_text
 from compiler.errors import ValidationException
 from compiler.settings import Settings
 from compiler.targets import TargetSpec, parse_compiler_options
@@ -162,7 +162,7 @@ def _make_measurers(scratch: str, deadline: float, progress: Callable[[int], Non
                     timer = module.time_evaluator(entry_names.pop(library), device, number=3, repeat=1)
                     futures.append(Measured(RunnerResult([timer(*args).mean], None)))
                 except Exception as exc:
-                    futures.append(Measured(RunnerResult(None, f"{type(exc).__name__}: {str(exc)[-300:]}")))
+                    futures.append(Measured(RunnerResult(None, failure_text(exc))))
             return futures
 
     @derived_object
