@@ -33,8 +33,10 @@ from benchmarks.agent_load import agent_figures  # noqa: E402
 from compiler.settings import Settings  # noqa: E402
 from compiler.targets import resolve_target  # noqa: E402
 from compiler.tvm_build import missing_tools  # noqa: E402
+from edge_agent.cpu_threads import use_physical_cores  # noqa: E402
 
 X86 = {"Os": "LINUX", "Arch": "X86_64"}
+SETTLE_RUNS = 2  # untimed runs before each timed one (measured: 1 leaves TVM 15% slow after ONNX Runtime)
 
 
 def host_cpu() -> str:
@@ -72,19 +74,21 @@ def machine() -> dict[str, Any]:
         "cpu": model,
         "llvm_cpu": host_cpu(),
         "cores": os.cpu_count(),
+        "tvm_threads": use_physical_cores(),
         "python": platform.python_version(),
         "versions": versions,
     }
 
 
 def interleaved_medians(runs: dict[str, Any], repeats: int) -> dict[str, float]:
-    """Median ms of each runner, timed in turns (one run of each per round) so that drift in the machine's
-    speed affects them all alike."""
+    """Median ms of each runner, timed in turns so that drift in the machine's speed affects them all alike.
+    Each turn starts with SETTLE_RUNS untimed runs: the previous runner's thread pool keeps spinning for a
+    while after its last call (ONNX Runtime's and TVM's both do), and would otherwise be timed as contention."""
     times: dict[str, list[float]] = {name: [] for name in runs}
-    for run in runs.values():
-        run()
     for _ in range(repeats):
         for name, run in runs.items():
+            for _ in range(SETTLE_RUNS):
+                run()
             started = time.perf_counter()
             run()
             times[name].append((time.perf_counter() - started) * 1000)
@@ -174,6 +178,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from compiler.reference_model import build_reference_model
     from tests.agent_harness import generate_client_stubs
 
+    use_physical_cores()  # as the agent does; TVM's own default is half the logical CPUs on x86
     work = Path(tempfile.mkdtemp(prefix="lookout-edge-performance-"))
     print(f"working in {work}", flush=True)
     reference = build_reference_model(work / "reference")
@@ -244,7 +249,7 @@ def _schedules(packaging: dict[str, Any]) -> str:
 def report(results: dict[str, Any]) -> str:
     m = results["machine"]
     lines = [
-        f"machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, "
+        f"machine: {m['cpu']}, {m['cores']} cores ({m['tvm_threads']} TVM threads), Python {m['python']}, "
         + ", ".join(f"{k} {v}" for k, v in m["versions"].items())
     ]
     lines.append("\nlatency, reference model 224×224 (median ms, ratio to ONNX Runtime):")

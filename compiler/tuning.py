@@ -24,6 +24,7 @@ from compiler.candidate_builds import build_candidates, failure_text
 from compiler.errors import ValidationException
 from compiler.settings import Settings
 from compiler.targets import TargetSpec, parse_compiler_options
+from edge_agent.cpu_threads import use_physical_cores
 
 MAX_TRIALS = 20000
 DEFAULT_MINUTES = 30.0
@@ -238,7 +239,9 @@ def schedule_module(
     if gpu and request.database is None:
         return mod, TuningReport(source="DLight default GPU schedules (no tuning-database given)")
     mod = relax.get_pipeline("zero")(mod)
-    extract_target = tvm_target if gpu else tvm.target.Target({**tvm_target.export(), "num-cores": os.cpu_count() or 1})
+    # CPU kernels are scheduled and measured for the threads the agent runs them on (one per physical core).
+    threads = use_physical_cores()
+    extract_target = tvm_target if gpu else tvm.target.Target({**tvm_target.export(), "num-cores": threads})
     own, readers, names = _open_databases(target, data_dir, request)
     tasks = ms.relax_integration.extract_tasks(mod, extract_target)
     wanted = request.trials - _records_for(own, tasks)
