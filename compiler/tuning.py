@@ -220,6 +220,26 @@ def _open_databases(target: TargetSpec, data_dir: Path, request: TuningRequest) 
     return own, readers, names
 
 
+def tuning_tasks(mod: Any, target: TargetSpec) -> tuple[Any, Any, list]:
+    """The imported Relax module `mod` as it is tuned and compiled for `target` (CPU: large 3×3 convolutions by
+    Winograd, compiler/winograd.py; then Relax's "zero" pipeline), the TVM target its tasks are measured for,
+    and its tuning tasks."""
+    import tvm
+    import tvm.s_tir.meta_schedule as ms
+    from tvm import relax
+
+    from compiler.tvm_build import tvm_target as build_target
+    from compiler.winograd import use_winograd
+
+    tvm_target = build_target(target)
+    if target.accelerator != "nvidia":
+        mod = use_winograd(mod)
+        # CPU kernels are scheduled and measured for the threads the agent runs them on (one per physical core).
+        tvm_target = tvm.target.Target({**tvm_target.export(), "num-cores": use_physical_cores()})
+    mod = relax.get_pipeline("zero")(mod)
+    return mod, tvm_target, ms.relax_integration.extract_tasks(mod, tvm_target)
+
+
 def schedule_module(
     mod: Any, target: TargetSpec, data_dir: Path, request: TuningRequest, report: Progress
 ) -> tuple[Any, TuningReport]:
@@ -232,18 +252,11 @@ def schedule_module(
     import tvm.s_tir.meta_schedule as ms
     from tvm import relax
 
-    from compiler.tvm_build import tvm_target as build_target
-
-    tvm_target = build_target(target)
     gpu = target.accelerator == "nvidia"
     if gpu and request.database is None:
         return mod, TuningReport(source="DLight default GPU schedules (no tuning-database given)")
-    mod = relax.get_pipeline("zero")(mod)
-    # CPU kernels are scheduled and measured for the threads the agent runs them on (one per physical core).
-    threads = use_physical_cores()
-    extract_target = tvm_target if gpu else tvm.target.Target({**tvm_target.export(), "num-cores": threads})
+    mod, tvm_target, tasks = tuning_tasks(mod, target)
     own, readers, names = _open_databases(target, data_dir, request)
-    tasks = ms.relax_integration.extract_tasks(mod, extract_target)
     wanted = request.trials - _records_for(own, tasks)
     tuning = TuningReport(source="stored tuning records", databases=names)
     if request.trials and wanted > 0:
@@ -253,7 +266,7 @@ def schedule_module(
                 "(tuning-database), else TVM's default schedules."
             )
         else:
-            tuning = _search(mod, extract_target, own, request, wanted, len(tasks), report, names)
+            tuning = _search(mod, tvm_target, own, request, wanted, len(tasks), report, names)
     database = readers[0] if len(readers) == 1 else ms.database.UnionDatabase(*readers)
     tuning.records_used = sum(1 for t in tasks if any(_record_count(r, t.dispatched[0], 1) for r in readers))
     if tuning.records_used == 0:

@@ -18,8 +18,16 @@ from compiler.model_contract import inspect_model
 from compiler.parity import golden_input, run_onnx_runtime
 from compiler.settings import Settings
 from compiler.targets import resolve_target
-from compiler.tuning import SHIPPED_RECORDS, SHIPPED_SETS, TuningRequest, schedule_module, shipped_set, tuning_request
-from compiler.tvm_build import import_model, tvm_target
+from compiler.tuning import (
+    SHIPPED_RECORDS,
+    SHIPPED_SETS,
+    TuningRequest,
+    schedule_module,
+    shipped_set,
+    tuning_request,
+    tuning_tasks,
+)
+from compiler.tvm_build import import_model, pin_input_shape, tvm_target
 from edge_agent.output_parity import compare
 from tests.agent_harness import PackagingRequest, package_models
 from tests.conftest import make_service, stop_workers
@@ -60,12 +68,24 @@ def test_shipped_records_are_chosen_by_the_target_cpu_features(mcpu: str, expect
     assert (chosen.name if chosen else None) == expected
 
 
-def test_every_shipped_record_set_holds_the_reference_model_records() -> None:
+def test_every_shipped_record_set_holds_a_record_for_every_reference_model_task(reference_model) -> None:
+    import tvm.s_tir.meta_schedule as ms
+
+    model = onnx.load(str(reference_model.model_path))
+    spec = inspect_model(model, None, json.loads(reference_model.metadata_path.read_text()))
     for arch, sets in SHIPPED_SETS.items():
         for mcpu, _ in sets:
-            records = (SHIPPED_RECORDS / f"{arch}-{mcpu}" / "database_tuning_record.json").read_text().splitlines()
-            assert len(records) >= 25, f"{arch}-{mcpu}: {len(records)} records"
+            folder = SHIPPED_RECORDS / f"{arch}-{mcpu}"
+            records = (folder / "database_tuning_record.json").read_text().splitlines()
             assert all(f'"mcpu":"{mcpu}"' in line for line in records), f"{arch}-{mcpu}: records tuned for another CPU"
+            target = resolve_target(
+                {"TargetPlatform": {"Os": "LINUX", "Arch": arch.upper()}, "CompilerOptions": json.dumps({"mcpu": mcpu})}
+            )
+            _, _, tasks = tuning_tasks(import_model(pin_input_shape(model, spec), spec), target)
+            database = ms.database.JSONDatabase(work_dir=str(folder), allow_missing=False)
+            missing = [task.task_name for task in tasks if not database.has_workload(task.dispatched[0])]
+            assert not missing, f"{arch}-{mcpu}: no records for {missing}"
+            assert len(records) == len(tasks), f"{arch}-{mcpu}: records for workloads the model no longer has"
 
 
 def test_candidates_compile_in_child_processes_and_a_compile_past_its_time_is_stopped(tmp_path) -> None:
