@@ -7,7 +7,8 @@ Prints, and writes as JSON: machine and versions; ONNX Runtime latency; TVM with
 default packaging (stored/shipped tuning records, no search) and a tuned packaging (trial budget and tuning
 time), each with its ratio to ONNX Runtime; the agent's DetectAnomalies p50/p99 and own overhead for 224²,
 1024² and 4096² images via bytes and via shared memory; throughput with 1, 4 and 16 clients; the agent's
-peak RSS; packaging time per target. Latencies are medians over repeated runs in one process.
+peak RSS; packaging time per target. Latencies are medians over repeated runs, each runtime in a process of its
+own (benchmarks/isolated_runners.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -24,19 +24,17 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.agent_load import agent_figures  # noqa: E402
+from benchmarks.isolated_runners import RunnerSpec, interleaved_medians  # noqa: E402
 from compiler.settings import Settings  # noqa: E402
 from compiler.targets import resolve_target  # noqa: E402
 from compiler.tvm_build import missing_tools  # noqa: E402
 from edge_agent.cpu_threads import use_physical_cores  # noqa: E402
 
 X86 = {"Os": "LINUX", "Arch": "X86_64"}
-SETTLE_RUNS = 2  # untimed runs before each timed one (measured: 1 leaves TVM 15% slow after ONNX Runtime)
 
 
 def host_cpu() -> str:
@@ -78,21 +76,6 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "versions": versions,
     }
-
-
-def interleaved_medians(runs: dict[str, Any], repeats: int) -> dict[str, float]:
-    """Median ms of each runner, timed in turns so that drift in the machine's speed affects them all alike.
-    Each turn starts with SETTLE_RUNS untimed runs: the previous runner's thread pool keeps spinning for a
-    while after its last call (ONNX Runtime's and TVM's both do), and would otherwise be timed as contention."""
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            for _ in range(SETTLE_RUNS):
-                run()
-            started = time.perf_counter()
-            run()
-            times[name].append((time.perf_counter() - started) * 1000)
-    return {name: statistics.median(values) for name, values in times.items()}
 
 
 class Packager:
@@ -145,33 +128,8 @@ class Packager:
         return archive, seconds, manifest
 
 
-def tvm_runner(archive: Path, tensor: np.ndarray):
-    from edge_agent.model_runner import open_bundle
-    from edge_agent.tvm_runtime import CompiledModule
-
-    bundle = open_bundle(archive, Path(tempfile.mkdtemp(prefix="bench-bundle-")))
-    module = CompiledModule(bundle.library, bundle.output_names)
-    return lambda: module.run(tensor)
-
-
-def default_schedules_latency(model_path: Path, spec: Any, tensor: np.ndarray, repeats: int) -> float:
-    """TVM with no tuning records at all (its default Relax CPU schedules), for comparison."""
-    import onnx
-    import tvm
-    from tvm import relax
-
-    from compiler.tvm_build import import_model, pin_input_shape, tvm_target
-
-    mod = import_model(pin_input_shape(onnx.load(str(model_path)), spec), spec)
-    target = tvm_target(resolve_target({"TargetPlatform": X86, "CompilerOptions": HOST}))
-    vm = relax.VirtualMachine(tvm.compile(mod, target), tvm.cpu())
-    data = tvm.runtime.tensor(tensor)
-    return interleaved_medians({"default": lambda: vm["main"](data)}, max(3, repeats // 4))["default"]
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import onnx
-    import onnxruntime as ort
 
     from compiler.model_contract import inspect_model
     from compiler.parity import golden_input
@@ -211,17 +169,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     packaging["x86_64 CPU tuned (warm database)"] = {"seconds": warm_s, "tuning": warm_manifest["compiler"]["tuning"]}
     results["packaging"] = packaging
 
-    session = ort.InferenceSession(str(reference.model_path), providers=["CPUExecutionProvider"])
     results["latency_ms"] = interleaved_medians(
         {
-            "onnxruntime": lambda: session.run(None, {spec.input_name: tensor}),
-            "tvm_default_packaging": tvm_runner(default_zip, tensor),
-            "tvm_tuned": tvm_runner(tuned_zip, tensor),
+            "onnxruntime": RunnerSpec("onnxruntime", reference.model_path),
+            "tvm_default_packaging": RunnerSpec("bundle", default_zip),
+            "tvm_tuned": RunnerSpec("bundle", tuned_zip),
         },
+        tensor,
         args.repeats,
     )
-    results["latency_ms"]["tvm_default_schedules"] = default_schedules_latency(
-        reference.model_path, spec, tensor, args.repeats
+    # Seconds a run: fewer turns.
+    results["latency_ms"] |= interleaved_medians(
+        {"tvm_default_schedules": RunnerSpec("default_schedules", reference.model_path, spec)},
+        tensor,
+        max(3, args.repeats // 4),
     )
     ort_ms = results["latency_ms"]["onnxruntime"]
     print("latency (median ms): " + ", ".join(f"{k} {v:.1f}" for k, v in results["latency_ms"].items()), flush=True)

@@ -1,12 +1,33 @@
-"""The benchmark's agent measurements run against a real agent: latency by transport with the agent's own
-overhead (from its inference-time trailer), throughput, peak RSS."""
+"""The benchmark's measurements: inference runners each in a child process of their own, and the agent figures
+against a real agent (latency by transport with the agent's own overhead from its inference-time trailer,
+throughput, peak RSS)."""
 
 from __future__ import annotations
 
+import multiprocessing
 from pathlib import Path
 
 from benchmarks.agent_load import detect_latency, peak_rss_mib, running_agent, throughput
+from benchmarks.isolated_runners import RunnerSpec, interleaved_medians
+from compiler.model_contract import inspect_model
+from compiler.parity import golden_input
 from tests.conftest import BOARDS
+
+
+def test_runners_in_child_processes_time_onnx_runtime_and_a_bundle_and_stop(
+    packaged, reference_model, reference_metadata
+) -> None:
+    import onnx
+
+    spec = inspect_model(onnx.load(str(reference_model.model_path)), None, reference_metadata)
+    runners = {
+        "onnxruntime": RunnerSpec("onnxruntime", reference_model.model_path),
+        "bundle": RunnerSpec("bundle", packaged[f"{BOARDS}-1.0.0"]),
+    }
+    medians = interleaved_medians(runners, golden_input(spec), repeats=3)
+    assert set(medians) == set(runners)
+    assert all(1 < value < 2000 for value in medians.values()), medians  # a run of the reference model, in ms
+    assert not multiprocessing.active_children()
 
 
 def test_agent_figures_from_a_running_agent(packaged, client_stubs, tmp_path: Path) -> None:
