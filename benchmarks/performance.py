@@ -178,7 +178,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         tensor,
         args.repeats,
     )
-    # Seconds a run: fewer turns.
+    # A run of the default schedules takes seconds: fewer turns.
     results["latency_ms"] |= interleaved_medians(
         {"tvm_default_schedules": RunnerSpec("default_schedules", reference.model_path, spec)},
         tensor,
