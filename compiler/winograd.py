@@ -124,22 +124,17 @@ def output_transform(products: Any, a_t: Any, height: int, width: int) -> Any:
     )
 
 
-def _constant_weight(expr: Any) -> np.ndarray | None:
-    import tvm
-
-    value = getattr(expr, "value", None)
-    return value.numpy() if isinstance(value, tvm.runtime.Tensor) else None
-
-
 def eligible(call: Any) -> bool:
     """Whether `call` is a convolution this rewrite handles (the one rule for it)."""
+    import tvm
+
     attrs = call.attrs
-    weight = _constant_weight(call.args[1])
+    weight = call.args[1]
     shape = [int(s) for s in call.args[0].ty.shape]
     return (
-        weight is not None
-        and weight.dtype == np.float32
-        and weight.shape[2:] == (3, 3)
+        isinstance(getattr(weight, "value", None), tvm.runtime.Tensor)  # a constant tensor
+        and str(weight.ty.dtype) == "float32"
+        and [int(s) for s in weight.ty.shape][2:] == [3, 3]
         and str(call.args[0].ty.dtype) == "float32"
         and (attrs.data_layout, attrs.kernel_layout, attrs.out_layout) == ("NCHW", "OIHW", "NCHW")
         and str(attrs.out_dtype or "float32") in ("float32", "void")
@@ -170,7 +165,7 @@ def use_winograd(mod: Any) -> Any:
                 return call
             data = call.args[0]
             _, _, height, width = (int(s) for s in data.ty.shape)
-            weights = relax.const(transform_weights(_constant_weight(call.args[1])))
+            weights = relax.const(transform_weights(call.args[1].value.numpy()))
             bb = self.builder_
             transformed = bb.emit_te(input_transform, data, b_t, primfunc_name_hint="winograd_input")
             products = bb.emit_te(tile_products, transformed, weights, primfunc_name_hint="winograd_products")
