@@ -25,11 +25,12 @@ SETTLE_RUNS = 2  # untimed runs before each timed one: the other runtime's pool 
 class RunnerSpec:
     """What a child process runs: `kind` is onnxruntime (ONNX model), bundle (a packaged model.zip) or
     default_schedules (the ONNX model compiled by TVM with no tuning records at all); `spec` is the model
-    contract the latter imports with."""
+    contract the latter imports with and `target` its packaging target (as in a job's Configuration)."""
 
     kind: str
     path: Path
     spec: Any = None
+    target: dict[str, Any] | None = None
 
 
 def _onnxruntime(path: Path, tensor: np.ndarray) -> Callable[[], object]:
@@ -51,21 +52,16 @@ def _bundle(archive: Path, tensor: np.ndarray) -> Callable[[], object]:
     return lambda: module.run(tensor)
 
 
-def _default_schedules(path: Path, spec: Any, tensor: np.ndarray) -> Callable[[], object]:
-    import json
-
+def _default_schedules(path: Path, spec: Any, target: dict[str, Any], tensor: np.ndarray) -> Callable[[], object]:
     import onnx
     import tvm
     from tvm import relax
-    from tvm.target import codegen
 
     from compiler.targets import resolve_target
     from compiler.tvm_build import import_model, pin_input_shape, tvm_target
 
     mod = import_model(pin_input_shape(onnx.load(str(path)), spec), spec)
-    host = json.dumps({"mcpu": codegen.llvm_get_system_cpu()})
-    target = tvm_target(resolve_target({"TargetPlatform": {"Os": "LINUX", "Arch": "X86_64"}, "CompilerOptions": host}))
-    vm = relax.VirtualMachine(tvm.compile(mod, target), tvm.cpu())
+    vm = relax.VirtualMachine(tvm.compile(mod, tvm_target(resolve_target(target))), tvm.cpu())
     data = tvm.runtime.tensor(tensor)
     return lambda: vm["main"](data)
 
@@ -80,7 +76,7 @@ def _serve(runner: RunnerSpec, tensor: np.ndarray, connection: Any) -> None:
     elif runner.kind == "bundle":
         run = _bundle(runner.path, tensor)
     else:
-        run = _default_schedules(runner.path, runner.spec, tensor)
+        run = _default_schedules(runner.path, runner.spec, runner.target, tensor)
     connection.send("ready")
     while connection.recv():
         for _ in range(SETTLE_RUNS):

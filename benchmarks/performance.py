@@ -180,7 +180,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     # A run of the default schedules takes seconds: fewer turns.
     results["latency_ms"] |= interleaved_medians(
-        {"tvm_default_schedules": RunnerSpec("default_schedules", reference.model_path, spec)},
+        {"tvm_default_schedules": RunnerSpec("default_schedules", reference.model_path, spec, TARGETS["x86_64 CPU"])},
         tensor,
         max(3, args.repeats // 4),
     )
