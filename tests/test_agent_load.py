@@ -131,21 +131,23 @@ def test_version_swap_under_load_drops_no_request(agent, client_stubs, component
 
     image = held_out_set(1, seed=5)[0].rgb
     stop = threading.Event()
-    thresholds: list[float] = []
+    replies: list[tuple[float, float, float]] = []  # (sent, answered, threshold), in the order answered
     errors: list[str] = []
 
     def client() -> None:
         with agent.channel() as channel:
             stub = pb_grpc.EdgeAgentStub(channel)
             while not stop.is_set():
+                sent = time.monotonic()
                 try:
-                    thresholds.append(
-                        stub.DetectAnomalies(
-                            request_for(pb, image), timeout=300
-                        ).detect_anomaly_result.anomaly_threshold
-                    )
+                    reply = stub.DetectAnomalies(request_for(pb, image), timeout=300)
                 except grpc.RpcError as error:
                     errors.append(f"{error.code()}: {error.details()}")
+                    continue
+                replies.append((sent, time.monotonic(), reply.detect_anomaly_result.anomaly_threshold))
+
+    def thresholds() -> list[float]:
+        return [threshold for _, _, threshold in replies]
 
     clients = [threading.Thread(target=client) for _ in range(4)]
     for thread in clients:
@@ -154,19 +156,23 @@ def test_version_swap_under_load_drops_no_request(agent, client_stubs, component
         time.sleep(2)
         register(agent, "2.0.0", components["2.0.0"])  # version 2 was packaged with threshold 0.6
         deadline = time.time() + 180
-        while np.float32(0.6) not in thresholds and time.time() < deadline and not errors:
+        while np.float32(0.6) not in thresholds() and time.time() < deadline and not errors:
             time.sleep(0.2)
-        settled = len(thresholds)
-        while len(thresholds) < settled + 4 and time.time() < deadline and not errors:
+        settled = len(replies)
+        while len(replies) < settled + 8 and time.time() < deadline and not errors:
             time.sleep(0.2)
     finally:
         stop.set()
         for thread in clients:
             thread.join()
     assert errors == []
-    assert thresholds[0] == np.float32(0.5) and thresholds[-1] == np.float32(0.6)
-    first_new = thresholds.index(np.float32(0.6))
-    assert all(t == np.float32(0.6) for t in thresholds[first_new + 4 :]), "requests went back to the old version"
+    assert thresholds()[0] == np.float32(0.5) and thresholds()[-1] == np.float32(0.6)
+    # Requests queued on version 1 before the swap may still finish after version 2 answered (they drain
+    # on the old pool); a request *sent* after version 2 first answered must never reach version 1.
+    first_new_answer = min(answered for _, answered, threshold in replies if threshold == np.float32(0.6))
+    sent_later = [threshold for sent, _, threshold in replies if sent > first_new_answer]
+    assert len(sent_later) >= 4, "too few requests after the swap to tell"
+    assert all(t == np.float32(0.6) for t in sent_later), "requests went back to the old version"
 
     with agent.channel() as channel:
         stub = pb_grpc.EdgeAgentStub(channel)
