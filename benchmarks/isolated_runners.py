@@ -68,9 +68,9 @@ def _default_schedules(path: Path, spec: Any, target: dict[str, Any], tensor: np
 
 def _serve(runner: RunnerSpec, tensor: np.ndarray, connection: Any) -> None:
     """Child: build the runner, then answer each request with the milliseconds of one run after SETTLE_RUNS."""
-    from edge_agent.cpu_threads import use_physical_cores
+    from edge_agent.cpu_threads import configure_thread_pool
 
-    use_physical_cores()
+    configure_thread_pool()
     if runner.kind == "onnxruntime":
         run = _onnxruntime(runner.path, tensor)
     elif runner.kind == "bundle":

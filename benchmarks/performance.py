@@ -32,7 +32,7 @@ from benchmarks.isolated_runners import RunnerSpec, interleaved_medians  # noqa:
 from compiler.settings import Settings  # noqa: E402
 from compiler.targets import resolve_target  # noqa: E402
 from compiler.tvm_build import missing_tools  # noqa: E402
-from edge_agent.cpu_threads import use_physical_cores  # noqa: E402
+from edge_agent.cpu_threads import configure_thread_pool  # noqa: E402
 
 X86 = {"Os": "LINUX", "Arch": "X86_64"}
 
@@ -72,7 +72,7 @@ def machine() -> dict[str, Any]:
         "cpu": model,
         "llvm_cpu": host_cpu(),
         "cores": os.cpu_count(),
-        "tvm_threads": use_physical_cores(),
+        "tvm_threads": configure_thread_pool(),
         "python": platform.python_version(),
         "versions": versions,
     }
@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from compiler.reference_model import build_reference_model
     from tests.agent_harness import generate_client_stubs
 
-    use_physical_cores()  # as the agent does; TVM's own default is half the logical CPUs on x86
+    configure_thread_pool()  # as the agent does; TVM's own default is half the logical CPUs on x86
     work = Path(tempfile.mkdtemp(prefix="lookout-edge-performance-"))
     print(f"working in {work}", flush=True)
     reference = build_reference_model(work / "reference")

@@ -24,7 +24,7 @@ from compiler.candidate_builds import build_candidates, failure_text
 from compiler.errors import ValidationException
 from compiler.settings import Settings
 from compiler.targets import TargetSpec, parse_compiler_options
-from edge_agent.cpu_threads import use_physical_cores
+from edge_agent.cpu_threads import configure_thread_pool
 
 MAX_TRIALS = 20000
 DEFAULT_MINUTES = 30.0
@@ -235,7 +235,7 @@ def tuning_tasks(mod: Any, target: TargetSpec) -> tuple[Any, Any, list]:
     if target.accelerator != "nvidia":
         mod = use_winograd(mod)
         # CPU kernels are scheduled and measured for the threads the agent runs them on (one per physical core).
-        tvm_target = tvm.target.Target({**tvm_target.export(), "num-cores": use_physical_cores()})
+        tvm_target = tvm.target.Target({**tvm_target.export(), "num-cores": configure_thread_pool()})
     mod = relax.get_pipeline("zero")(mod)
     return mod, tvm_target, ms.relax_integration.extract_tasks(mod, tvm_target)
 

@@ -16,7 +16,7 @@ from compiler.database import Database
 from compiler.pipeline import PackagingFailure, run_pipeline
 from compiler.service import Service
 from compiler.settings import Settings
-from edge_agent.cpu_threads import use_physical_cores
+from edge_agent.cpu_threads import configure_thread_pool
 
 log = logging.getLogger("lookout_edge.worker")
 
@@ -80,7 +80,7 @@ def main() -> None:
     parser.add_argument("--data-dir", required=True)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(levelname)s %(message)s")
-    use_physical_cores()  # before any TVM kernel runs: tuning measures on the threads the agent will use
+    configure_thread_pool()  # before any TVM kernel runs: tuning measures on the threads the agent will use
     service = Service(Settings.from_env(args.data_dir), recover=False)
     pool = service.workers
     while True:

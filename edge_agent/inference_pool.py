@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge_agent.bundle import Bundle
-from edge_agent.cpu_threads import use_physical_cores
+from edge_agent.cpu_threads import configure_thread_pool
 from edge_agent.errors import Overloaded
 from edge_agent.model_runner import LoadedModel
 from edge_agent.results import Detection
@@ -46,7 +46,7 @@ class _Startup:
 
 
 def _threads_per_worker(workers: int) -> int:
-    return max(1, use_physical_cores() // workers)
+    return max(1, configure_thread_pool() // workers)
 
 
 def _limit_tvm_threads(count: int) -> None:

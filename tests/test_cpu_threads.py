@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.cpu_threads import OPERATOR_ENVS, THREADS_ENV, physical_cores, use_physical_cores
+from edge_agent.cpu_threads import (
+    IDLE_SPINS,
+    OPERATOR_ENVS,
+    SPIN_ENV,
+    THREADS_ENV,
+    configure_thread_pool,
+    physical_cores,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -37,16 +44,69 @@ def test_an_operators_thread_count_wins(monkeypatch: pytest.MonkeyPatch, name: s
     for other in OPERATOR_ENVS:
         monkeypatch.delenv(other, raising=False)
     monkeypatch.setenv(name, "3")
-    assert use_physical_cores() == 3
+    assert configure_thread_pool() == 3
     assert os.environ.get(THREADS_ENV) == ("3" if name == THREADS_ENV else None)
+
+
+def test_an_operators_spin_count_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(SPIN_ENV, "50000")
+    configure_thread_pool()
+    assert os.environ[SPIN_ENV] == "50000"
+    monkeypatch.delenv(SPIN_ENV)
+    configure_thread_pool()
+    assert os.environ[SPIN_ENV] == str(IDLE_SPINS)
+
+
+# Runs one parallel kernel on TVM's pool, then prints the CPU time the process spends in the next 300 ms.
+IDLE_CPU_SCRIPT = """
+import time
+import numpy as np
+from edge_agent.cpu_threads import configure_thread_pool
+configure_thread_pool()
+import tvm
+from tvm.script import tirx as T
+
+@T.prim_func
+def double(a: T.Buffer((65536,), "float32"), b: T.Buffer((65536,), "float32")):
+    for i in T.parallel(65536):
+        b[i] = a[i] * T.float32(2)
+
+kernel = tvm.compile(double, target="llvm")["double"]
+a, b = tvm.runtime.tensor(np.ones(65536, np.float32)), tvm.runtime.empty((65536,), "float32")
+kernel(a, b)
+assert (b.numpy() == 2).all()
+started = time.process_time()
+time.sleep(0.3)
+print((time.process_time() - started) * 1000)
+"""
+
+
+def _idle_cpu_ms(script: Path, spin_count: str | None) -> float:
+    env = {k: v for k, v in os.environ.items() if k not in (*OPERATOR_ENVS, SPIN_ENV)} | {"PYTHONPATH": str(REPO)}
+    if spin_count is not None:
+        env[SPIN_ENV] = spin_count
+    done = subprocess.run([sys.executable, str(script)], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return float(done.stdout.split()[-1])
+
+
+@pytest.mark.skipif(physical_cores() < 2, reason="needs 2 physical CPU cores: with one, TVM starts no pool thread")
+def test_idle_pool_threads_sleep_soon_after_a_kernel(tmp_path: Path) -> None:
+    """TVM's own spin count (300,000) keeps a pool thread busy ~150 ms after a kernel; ours stops within ~1 ms."""
+    script = tmp_path / "idle_cpu.py"  # a file, not -c: TVMScript reads the kernel's source
+    script.write_text(IDLE_CPU_SCRIPT)
+    tvm_default = _idle_cpu_ms(script, "300000")
+    configured = _idle_cpu_ms(script, None)
+    assert tvm_default > 60, f"TVM's default spin burnt only {tvm_default:.1f} ms: the measurement sees no spin"
+    assert configured < 20, f"{configured:.1f} ms of CPU in the 300 ms after one kernel"
 
 
 def test_tvm_runs_one_thread_per_physical_core() -> None:
     """In a fresh process, TVM's thread pool takes the count we set (its own x86 default is half the CPUs)."""
     env = {k: v for k, v in os.environ.items() if k not in OPERATOR_ENVS}
     script = (
-        "from edge_agent.cpu_threads import use_physical_cores\n"
-        "expected = use_physical_cores()\n"
+        "from edge_agent.cpu_threads import configure_thread_pool\n"
+        "expected = configure_thread_pool()\n"
         "import tvm\n"
         "print(expected, tvm.get_global_func('runtime.NumThreads')())\n"
     )
