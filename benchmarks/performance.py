@@ -2,6 +2,7 @@
 
     python benchmarks/performance.py [--tuning-trials 2000] [--tuning-minutes 30] [--json results.json]
     python benchmarks/performance.py --quick      # a few minutes: small budget, fewer repeats
+    python benchmarks/performance.py --agent-only model.zip   # the agent figures alone, for a bundle you have
 
 Prints, and writes as JSON: machine and versions; ONNX Runtime latency; TVM with default schedules, the
 default packaging (stored/shipped tuning records, no search) and a tuned packaging (trial budget and tuning
@@ -200,6 +201,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+def run_agent_only(args: argparse.Namespace) -> dict[str, Any]:
+    """The agent figures alone, serving a bundle the caller packaged (a model.zip exported by the service)."""
+    from tests.agent_harness import generate_client_stubs
+
+    pb, pb_grpc = generate_client_stubs(Path(tempfile.mkdtemp(prefix="lookout-edge-performance-")) / "stubs")
+    figures = agent_figures(args.agent_only, pb, pb_grpc, args.repeats, (224, 1024, 4096), (1, 4, 16))
+    return {"machine": machine(), "repeats": args.repeats, "agent": {"bundle": str(args.agent_only), **figures}}
+
+
 def _schedules(packaging: dict[str, Any]) -> str:
     tuning = packaging.get("tuning")
     if tuning is None:
@@ -213,17 +223,18 @@ def report(results: dict[str, Any]) -> str:
         f"machine: {m['cpu']}, {m['cores']} cores ({m['tvm_threads']} TVM threads), Python {m['python']}, "
         + ", ".join(f"{k} {v}" for k, v in m["versions"].items())
     ]
-    lines.append("\nlatency, reference model 224×224 (median ms, ratio to ONNX Runtime):")
-    for name, value in results["latency_ms"].items():
-        lines.append(f"  {name:28s} {value:9.1f}  {results['ratio_to_onnxruntime'][name]:6.2f}×")
-    budget = results["tuning_budget"]
-    lines.append(f"  (tuned: budget {budget['trials']} trials / {budget['minutes']:g} min)")
-    lines.append("\npackaging time per target:")
-    for name, value in results["packaging"].items():
-        lines.append(
-            f"  {name:34s} "
-            + (f"{value['seconds']:7.0f} s  ({_schedules(value)})" if isinstance(value, dict) else value)
-        )
+    if "latency_ms" in results:  # not with --agent-only
+        lines.append("\nlatency, reference model 224×224 (median ms, ratio to ONNX Runtime):")
+        for name, value in results["latency_ms"].items():
+            lines.append(f"  {name:28s} {value:9.1f}  {results['ratio_to_onnxruntime'][name]:6.2f}×")
+        budget = results["tuning_budget"]
+        lines.append(f"  (tuned: budget {budget['trials']} trials / {budget['minutes']:g} min)")
+        lines.append("\npackaging time per target:")
+        for name, value in results["packaging"].items():
+            lines.append(
+                f"  {name:34s} "
+                + (f"{value['seconds']:7.0f} s  ({_schedules(value)})" if isinstance(value, dict) else value)
+            )
     agent = results["agent"]
     lines.append(
         f"\nagent DetectAnomalies with the mask ({agent['bundle']} bundle): p50 / p99 ms; overhead = minus inference"
@@ -253,10 +264,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=40, help="timed runs per latency figure")
     parser.add_argument("--json", type=Path, default=Path("benchmark-results.json"), help="where to write results")
     parser.add_argument("--quick", action="store_true", help="64 trials / 5 min, 10 repeats: a smoke run")
+    parser.add_argument(
+        "--agent-only",
+        type=Path,
+        metavar="MODEL_ZIP",
+        help="skip packaging and model timing: only the agent figures, serving this bundle (a model.zip)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.tuning_trials, args.tuning_minutes, args.repeats = 64, 5.0, 10
-    results = run(args)
+    if args.agent_only is not None and not args.agent_only.is_file():
+        parser.error(f"--agent-only: {args.agent_only} is not a file; pass a model.zip exported by the service")
+    results = run_agent_only(args) if args.agent_only is not None else run(args)
     print("\n" + report(results))
     args.json.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nwritten to {args.json}")

@@ -4,13 +4,17 @@ throughput, peak RSS)."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing
+import subprocess
+import sys
 from pathlib import Path
 
 from benchmarks.agent_load import detect_latency, peak_rss_mib, running_agent, throughput
 from benchmarks.isolated_runners import RunnerSpec, interleaved_medians
 from compiler.model_contract import inspect_model
 from compiler.parity import golden_input
+from tests.agent_harness import REPO
 from tests.conftest import BOARDS
 
 
@@ -39,6 +43,25 @@ def test_agent_figures_from_a_running_agent(packaged, client_stubs, tmp_path: Pa
         load = throughput(agent, clients=2, requests_per_client=2)
         assert load["clients"] == 2 and load["requests_per_s"] > 0
         assert peak_rss_mib(agent.pid) > 50
+
+
+def test_the_benchmark_times_the_agent_alone_for_a_given_bundle(packaged, tmp_path: Path) -> None:
+    """`performance.py --agent-only model.zip`: every agent figure, printed and written as JSON."""
+    results = tmp_path / "results.json"
+    command = [sys.executable, str(REPO / "benchmarks" / "performance.py"), "--repeats", "2", "--json", str(results)]
+    done = subprocess.run(
+        [*command, "--agent-only", str(packaged[f"{BOARDS}-1.0.0"])],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    agent = json.loads(results.read_text())["agent"]
+    assert sorted(agent["detect"]) == sorted(f"{n}x{n} {via}" for n in (224, 1024, 4096) for via in ("bytes", "shm"))
+    assert [load["clients"] for load in agent["throughput"]] == [1, 4, 16]
+    assert "1024x1024 shm" in done.stdout and "agent peak RSS" in done.stdout
+    assert "latency, reference model" not in done.stdout  # nothing packaged or timed besides the agent
 
 
 def _minor_faults(pid: int) -> int:
