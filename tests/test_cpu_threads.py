@@ -43,6 +43,7 @@ def test_hyper_threads_of_one_core_count_once(tmp_path: Path) -> None:
 def test_an_operators_thread_count_wins(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     for other in OPERATOR_ENVS:
         monkeypatch.delenv(other, raising=False)
+    monkeypatch.setenv(SPIN_ENV, str(IDLE_SPINS))  # so that the spin count it sets is undone after the test
     monkeypatch.setenv(name, "3")
     assert configure_thread_pool() == 3
     assert os.environ.get(THREADS_ENV) == ("3" if name == THREADS_ENV else None)
