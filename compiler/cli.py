@@ -25,7 +25,7 @@ from compiler.errors import ServiceError
 EXIT_SERVICE_ERROR = 254
 EXIT_USAGE = 252
 EXIT_WAIT_FAILED = 255
-WAIT_POLL_SECONDS = 2.0
+WAIT_POLL_SECONDS = 0.5
 
 
 class UsageError(Exception):
@@ -187,16 +187,15 @@ def request_params(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _wait(client: Client, project: str, job_name: str) -> int:
-    last = None
+    """Print every step of the job as it happens (each is kept, so none is missed between polls)."""
+    last_id = 0
     while True:
-        job = client.describe_model_packaging_job(ProjectName=project, JobName=job_name)
-        description = job["ModelPackagingDescription"]
-        line = f"{description['Status']}: {description['StatusMessage']}"
-        if line != last:
-            print(f"[{time.strftime('%H:%M:%S')}] {line}", file=sys.stderr, flush=True)
-            last = line
-        if description["Status"] in ("SUCCEEDED", "FAILED"):
-            return 0 if description["Status"] == "SUCCEEDED" else EXIT_WAIT_FAILED
+        for step in client.service.jobs.job_steps(project, job_name, last_id):
+            stamp = time.strftime("%H:%M:%S", time.localtime(step.at))
+            print(f"[{stamp}] {step.status}: {step.message}", file=sys.stderr, flush=True)
+            last_id = step.id
+            if step.status in ("SUCCEEDED", "FAILED"):
+                return 0 if step.status == "SUCCEEDED" else EXIT_WAIT_FAILED
         time.sleep(WAIT_POLL_SECONDS)
 
 

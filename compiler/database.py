@@ -42,6 +42,14 @@ CREATE TABLE IF NOT EXISTS jobs (
     updated REAL NOT NULL,
     UNIQUE (project, name)
 );
+CREATE TABLE IF NOT EXISTS job_steps (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_seq INTEGER NOT NULL REFERENCES jobs(seq) ON DELETE CASCADE,
+    at REAL NOT NULL,
+    status TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS job_steps_by_job ON job_steps (job_seq, id);
 CREATE TABLE IF NOT EXISTS client_tokens (
     operation TEXT NOT NULL,
     token TEXT NOT NULL,

@@ -12,6 +12,7 @@ from typing import Any
 
 from compiler.database import Database
 from compiler.errors import ConflictException, ResourceNotFoundException, ServiceQuotaExceededException
+from compiler.job_steps import JobStep, fail_job, record_step, steps_after
 from compiler.pagination import DEFAULT_PAGE_SIZE, page_rows
 from compiler.registry import ACTIVE_JOB_STATES, Registry
 from compiler.settings import Settings
@@ -106,6 +107,7 @@ class PackagingJobs:
                     now,
                 ),
             ).lastrowid
+            record_step(conn, seq, "CREATED", CREATED_MESSAGE)
             conn.execute(
                 "INSERT INTO components (name, version, arn, job_seq, state, bucket, created) "
                 "VALUES (?, ?, ?, ?, 'RESERVED', ?, ?)",
@@ -157,6 +159,11 @@ class PackagingJobs:
             description["ModelPackagingOutputDetails"] = json.loads(row["output"])
         return {"ModelPackagingDescription": description}
 
+    def job_steps(self, project: str, job_name: str, after_id: int = 0) -> list[JobStep]:
+        """Every status change of a job since step `after_id` (what `--wait` prints)."""
+        self.recover_orphans()
+        return steps_after(self.db, self._job_row(project, job_name)["seq"], after_id)
+
     def list_model_packaging_jobs(
         self, ProjectName: str, NextToken: str | None = None, MaxResults: int = DEFAULT_PAGE_SIZE
     ) -> dict[str, Any]:
@@ -178,7 +185,6 @@ class PackagingJobs:
 
     def recover_orphans(self) -> None:
         """Fail RUNNING jobs whose worker died; make sure queued jobs have a worker."""
-        now = time.time()
         with self.db.transaction() as conn:
             for row in conn.execute("SELECT * FROM jobs WHERE status = 'RUNNING'").fetchall():
                 if _pid_is_worker(row["worker_pid"]) or row["worker_pid"] == os.getpid():
@@ -188,11 +194,7 @@ class PackagingJobs:
                     f"(last step: {row['status_message']}). Nothing was published. Start a new "
                     "packaging job; the worker log is in the data directory's logs/ folder."
                 )
-                conn.execute(
-                    "UPDATE jobs SET status = 'FAILED', status_message = ?, updated = ? WHERE seq = ?",
-                    (message, now, row["seq"]),
-                )
-                conn.execute("DELETE FROM components WHERE job_seq = ? AND state = 'RESERVED'", (row["seq"],))
+                fail_job(conn, row["seq"], message)
             queued = conn.execute("SELECT COUNT(*) FROM jobs WHERE status = 'CREATED'").fetchone()[0]
         if queued:
             self.workers.ensure_worker()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +13,7 @@ import onnx
 
 from compiler import parity
 from compiler.bundle_writer import BUNDLE_ARCHIVE, write_golden, write_manifest, zip_bundle
+from compiler.job_steps import record_step
 from compiler.jobs import component_version_arn
 from compiler.model_contract import ModelSpec
 from compiler.output_store import object_key, s3_uri
@@ -47,9 +48,17 @@ class PackagingFailure(Exception):
     """A failure the user can act on; its text becomes the job's StatusMessage."""
 
 
+@dataclass(frozen=True)
+class PackagingResult:
+    """A finished job's ModelPackagingOutputDetails, and what its final StatusMessage should tell the user."""
+
+    output: dict[str, Any]
+    notes: str
+
+
 def _progress(service: Service, seq: int, message: str) -> None:
     with service.db.transaction() as conn:
-        conn.execute("UPDATE jobs SET status_message = ?, updated = ? WHERE seq = ?", (message, time.time(), seq))
+        record_step(conn, seq, "RUNNING", message)
 
 
 def _runs_here(target: TargetSpec) -> bool:
@@ -96,8 +105,8 @@ def _tensorrt_section(
     }
 
 
-def run_pipeline(service: Service, seq: int) -> dict[str, Any]:
-    """Package job `seq`; returns its ModelPackagingOutputDetails."""
+def run_pipeline(service: Service, seq: int) -> PackagingResult:
+    """Package job `seq`; returns its ModelPackagingOutputDetails and notes for the final status."""
     job = service.db.query("SELECT * FROM jobs WHERE seq = ?", (seq,))[0]
     greengrass = json.loads(job["configuration"])["Greengrass"]
     target = resolve_target(greengrass)
@@ -224,10 +233,11 @@ def run_pipeline(service: Service, seq: int) -> dict[str, Any]:
 
     _progress(service, seq, f"Registering component {name} version {version}.")
     service.catalog.mark_deployable(name, version, recipe_keys, [artifact_key])
-    return {
+    output = {
         "Greengrass": {
             "ComponentVersionArn": component_version_arn(service.settings, name, version),
             "ComponentName": name,
             "ComponentVersion": version,
         }
     }
+    return PackagingResult(output, tuning.describe() + tuning.untuned_warning(target))

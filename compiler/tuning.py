@@ -91,11 +91,29 @@ class TuningReport:
     trials_run: int = 0
     seconds: float = 0.0
     records_used: int = 0
+    tasks: int = 0  # kernels that could take a tuning record (0: not known, e.g. GPU builds with DLight)
     databases: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         searched = f"; {self.trials_run} trials in {self.seconds / 60:.1f} min" if self.trials_run else ""
-        return f"Schedules: {self.source}{searched}; tuned kernels applied: {self.records_used}."
+        of_tasks = f" of {self.tasks}" if self.tasks else ""
+        return f"Schedules: {self.source}{searched}; tuned kernels applied: {self.records_used}{of_tasks}."
+
+    def untuned_warning(self, target: TargetSpec) -> str:
+        """What to tell the user when some kernels kept TVM's default (untuned) CPU schedules; else ''."""
+        untuned = self.tasks - self.records_used
+        if untuned <= 0:
+            return ""
+        remedy = (
+            "give a tuning-database tuned on such a device (CompilerOptions 'tuning-database')"
+            if target.is_cross
+            else 'package again with CompilerOptions {"tuning-trials": 2000, "tuning-minutes": 30} to tune them '
+            "here (records are kept and reused by later jobs), or give a tuning-database"
+        )
+        return (
+            f" Warning: {untuned} of {self.tasks} kernels run on TVM's default (untuned) schedules, which can be "
+            f"an order of magnitude slower than ONNX Runtime; {remedy}."
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -103,6 +121,7 @@ class TuningReport:
             "trials_run": self.trials_run,
             "seconds": round(self.seconds, 1),
             "records_used": self.records_used,
+            "tasks": self.tasks,
             "databases": self.databases,
         }
 
@@ -222,12 +241,13 @@ def _open_databases(target: TargetSpec, data_dir: Path, request: TuningRequest) 
 
 def tuning_tasks(mod: Any, target: TargetSpec) -> tuple[Any, Any, list]:
     """The imported Relax module `mod` as it is tuned and compiled for `target` (CPU: large 3×3 convolutions by
-    Winograd, compiler/winograd.py; then Relax's "zero" pipeline), the TVM target its tasks are measured for,
-    and its tuning tasks."""
+    Winograd, compiler/winograd.py; scalar constants passed as arguments, compiler/scalar_constants.py; then
+    Relax's "zero" pipeline), the TVM target its tasks are measured for, and its tuning tasks."""
     import tvm
     import tvm.s_tir.meta_schedule as ms
     from tvm import relax
 
+    from compiler.scalar_constants import lift_scalar_constants
     from compiler.tvm_build import tvm_target as build_target
     from compiler.winograd import use_winograd
 
@@ -236,7 +256,7 @@ def tuning_tasks(mod: Any, target: TargetSpec) -> tuple[Any, Any, list]:
         mod = use_winograd(mod)
         # CPU kernels are scheduled and measured for the threads the agent runs them on (one per physical core).
         tvm_target = tvm.target.Target({**tvm_target.export(), "num-cores": configure_thread_pool()})
-    mod = relax.get_pipeline("zero")(mod)
+    mod = relax.get_pipeline("zero")(lift_scalar_constants(mod))
     return mod, tvm_target, ms.relax_integration.extract_tasks(mod, tvm_target)
 
 
@@ -269,6 +289,7 @@ def schedule_module(
             tuning = _search(mod, tvm_target, own, request, wanted, len(tasks), report, names)
     database = readers[0] if len(readers) == 1 else ms.database.UnionDatabase(*readers)
     tuning.records_used = sum(1 for t in tasks if any(_record_count(r, t.dispatched[0], 1) for r in readers))
+    tuning.tasks = len(tasks)
     if tuning.records_used == 0:
         tuning.source = "TVM's default schedules (no tuning records for this target and model)"
     with tvm_target, database, tvm.transform.PassContext(opt_level=3):

@@ -9,10 +9,10 @@ import argparse
 import json
 import logging
 import os
-import time
 import traceback
 
 from compiler.database import Database
+from compiler.job_steps import fail_job, record_step
 from compiler.pipeline import PackagingFailure, run_pipeline
 from compiler.service import Service
 from compiler.settings import Settings
@@ -26,22 +26,20 @@ def _claim_next(db: Database) -> int | None:
         row = conn.execute("SELECT seq FROM jobs WHERE status = 'CREATED' ORDER BY seq LIMIT 1").fetchone()
         if row is None:
             return None
-        conn.execute(
-            "UPDATE jobs SET status = 'RUNNING', status_message = 'Starting.', worker_pid = ?, updated = ? "
-            "WHERE seq = ?",
-            (os.getpid(), time.time(), row["seq"]),
-        )
+        conn.execute("UPDATE jobs SET worker_pid = ? WHERE seq = ?", (os.getpid(), row["seq"]))
+        record_step(conn, row["seq"], "RUNNING", f"Started by packaging worker {os.getpid()}.")
         return row["seq"]
 
 
-def _finish(db: Database, seq: int, status: str, message: str, output: dict | None) -> None:
+def _fail(db: Database, seq: int, message: str) -> None:
     with db.transaction() as conn:
-        conn.execute(
-            "UPDATE jobs SET status = ?, status_message = ?, output = ?, updated = ? WHERE seq = ?",
-            (status, message, json.dumps(output) if output else None, time.time(), seq),
-        )
-        if status == "FAILED":
-            conn.execute("DELETE FROM components WHERE job_seq = ? AND state = 'RESERVED'", (seq,))
+        fail_job(conn, seq, message)
+
+
+def _succeed(db: Database, seq: int, message: str, output: dict) -> None:
+    with db.transaction() as conn:
+        conn.execute("UPDATE jobs SET output = ? WHERE seq = ?", (json.dumps(output), seq))
+        record_step(conn, seq, "SUCCEEDED", message)
 
 
 def drain_queue(service: Service) -> int:
@@ -50,27 +48,24 @@ def drain_queue(service: Service) -> int:
     while (seq := _claim_next(service.db)) is not None:
         ran += 1
         try:
-            output = run_pipeline(service, seq)
+            result = run_pipeline(service, seq)
         except PackagingFailure as exc:
-            _finish(service.db, seq, "FAILED", str(exc), None)
+            _fail(service.db, seq, str(exc))
         except Exception as exc:
             log.error("job %s crashed:\n%s", seq, traceback.format_exc())
-            _finish(
+            _fail(
                 service.db,
                 seq,
-                "FAILED",
                 f"Internal error while packaging: {type(exc).__name__}: {exc}. "
                 "See the worker log in the data directory's logs/ folder.",
-                None,
             )
         else:
-            _finish(
+            _succeed(
                 service.db,
                 seq,
-                "SUCCEEDED",
-                "Packaging succeeded. Deploy the component with greengrass-cli "
+                f"Packaging succeeded. {result.notes} Deploy the component with greengrass-cli "
                 "(export-component writes the local layout) or a cloud deployment.",
-                output,
+                result.output,
             )
     return ran
 

@@ -1,20 +1,34 @@
 """A factory-floor client written exactly as against AWS's Edge Agent: stubs generated from
 protos/edge-agent.proto, DescribeModel → StartModel if stopped → wait for RUNNING → DetectAnomalies.
+From the repository's top folder (the stubs go beside this script):
 
-    python -m grpc_tools.protoc --proto_path=protos --python_out=. --grpc_python_out=. edge-agent.proto
+    python -m grpc_tools.protoc --proto_path=protos --python_out=examples --grpc_python_out=examples edge-agent.proto
     python examples/detect_anomalies.py --model-component com.example.CircuitBoards image.png [...]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
-import edge_agent_pb2 as pb
-import edge_agent_pb2_grpc as pb_grpc
 import grpc
+
+try:
+    import edge_agent_pb2 as pb
+    import edge_agent_pb2_grpc as pb_grpc
+except ModuleNotFoundError:
+    sys.exit(
+        f"{sys.argv[0]}: the client stubs edge_agent_pb2.py and edge_agent_pb2_grpc.py are not beside this script; "
+        f"generate them with: python -m grpc_tools.protoc --proto_path=protos --python_out={Path(__file__).parent} "
+        f"--grpc_python_out={Path(__file__).parent} edge-agent.proto"
+    )
+
+AWS_DEFAULT_SOCKET = "unix:///tmp/aws.iot.lookoutvision.EdgeAgent.sock"
 
 
 def wait_until_running(stub: pb_grpc.EdgeAgentStub, component: str, timeout: float = 180.0) -> None:
@@ -43,9 +57,23 @@ def image_paths(arguments: list[str]) -> list[str]:
     return paths
 
 
+def read_rgb(path: str) -> Any:
+    """The image as RGB888 (what the agent expects); exits naming the file if it is not one OpenCV reads."""
+    if not Path(path).is_file():
+        sys.exit(f"{path}: no such image file")
+    bgr = cv2.imread(path)
+    if bgr is None:
+        sys.exit(f"{path}: not an image file OpenCV can read (PNG, JPEG, BMP, ...)")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--socket", default="unix:///tmp/aws.iot.lookoutvision.EdgeAgent.sock")
+    parser.add_argument(
+        "--socket",
+        default=os.environ.get("LOOKOUT_EDGE_AGENT_SOCKET", AWS_DEFAULT_SOCKET),
+        help=f"the agent's socket (default: $LOOKOUT_EDGE_AGENT_SOCKET, else {AWS_DEFAULT_SOCKET})",
+    )
     parser.add_argument("--model-component", required=True)
     parser.add_argument("--stop", action="store_true", help="stop the model afterwards")
     parser.add_argument("images", nargs="+", help="image files, or folders of .png/.jpg images")
@@ -55,7 +83,7 @@ def main() -> None:
         stub = pb_grpc.EdgeAgentStub(channel)
         wait_until_running(stub, args.model_component)
         for path in image_paths(args.images):
-            rgb = cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)  # the agent expects RGB888
+            rgb = read_rgb(path)
             bitmap = pb.Bitmap(width=rgb.shape[1], height=rgb.shape[0], byte_data=rgb.tobytes())
             request = pb.DetectAnomaliesRequest(model_component=args.model_component, bitmap=bitmap)
             result = stub.DetectAnomalies(request).detect_anomaly_result

@@ -33,11 +33,10 @@ echo "+ ${agent[*]} &" >&2
 "${agent[@]}" &
 agent_pid=$!
 trap 'kill -TERM $agent_pid 2>/dev/null; wait $agent_pid; rm -rf "$sock_dir"' EXIT
-mkdir -p "$out/client"
-run python3 -m grpc_tools.protoc --proto_path=protos --python_out="$out/client" --grpc_python_out="$out/client" \
-    edge-agent.proto
+# The client stubs go beside the example client, exactly as README's "Your first client" says.
+run python3 -m grpc_tools.protoc --proto_path=protos --python_out=examples --grpc_python_out=examples edge-agent.proto
 for _ in $(seq 60); do [ -S "$sock_dir/agent.sock" ] && break; sleep 0.5; done
-run env PYTHONPATH="$out/client" python3 examples/detect_anomalies.py --socket "unix://$sock_dir/agent.sock" \
-    --model-component com.example.CircuitBoards --stop "$out"/reference/samples/*.png
+run python3 examples/detect_anomalies.py --socket "unix://$sock_dir/agent.sock" \
+    --model-component com.example.CircuitBoards --stop "$out"/reference/samples
 echo "Deploy with: sudo greengrass-cli deployment create --recipeDir $out/gg/recipes" \
      "--artifactDir $out/gg/artifacts --merge com.example.CircuitBoards=1.0.0"
