@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from compiler.database import Database
-from compiler.errors import ResourceNotFoundException
+from compiler.errors import ResourceNotFoundException, ValidationException
 from compiler.output_store import OutputStore
 
 
@@ -40,13 +40,26 @@ class ComponentCatalog:
             )
         row = rows[0]
         out = Path(Output).expanduser().resolve()
-        recipe_key = json.loads(row["recipe_keys"])["yaml"]
-        recipe = self.store.get_file(row["bucket"], recipe_key, out / "recipes" / Path(recipe_key).name)
-        artifact_dir = out / "artifacts" / ComponentName / ComponentVersion
-        if artifact_dir.exists():
-            shutil.rmtree(artifact_dir)
-        artifacts = [
-            str(self.store.get_file(row["bucket"], key, artifact_dir / Path(key).name))
-            for key in json.loads(row["artifact_keys"])
-        ]
+        if out.exists() and not out.is_dir():
+            raise ValidationException(
+                f"Value '{Output}' at 'output' failed to satisfy constraint: it is a file; name a folder (it is "
+                "created if missing) for recipes/ and artifacts/."
+            )
+        try:
+            recipe_key = json.loads(row["recipe_keys"])["yaml"]
+            recipe = self.store.get_file(row["bucket"], recipe_key, out / "recipes" / Path(recipe_key).name)
+            artifact_dir = out / "artifacts" / ComponentName / ComponentVersion
+            if artifact_dir.exists():
+                shutil.rmtree(artifact_dir)
+            artifacts = [
+                str(self.store.get_file(row["bucket"], key, artifact_dir / Path(key).name))
+                for key in json.loads(row["artifact_keys"])
+            ]
+        except OSError as exc:
+            if exc.filename is None:  # the output store lost the object: not the caller's doing
+                raise
+            raise ValidationException(
+                f"Value '{Output}' at 'output' failed to satisfy constraint: cannot write there "
+                f"({exc.strerror}: {exc.filename}); name a folder you can write to."
+            ) from None
         return {"RecipeFile": str(recipe), "ArtifactFiles": artifacts}

@@ -21,10 +21,8 @@ from compiler import local_commands
 from compiler.api_model import OPERATIONS, SHAPES
 from compiler.client import Client
 from compiler.errors import ServiceError
+from compiler.exit_codes import EXIT_SERVICE_ERROR, EXIT_USAGE, EXIT_WAIT_FAILED
 
-EXIT_SERVICE_ERROR = 254
-EXIT_USAGE = 252
-EXIT_WAIT_FAILED = 255
 WAIT_POLL_SECONDS = 0.5
 
 
@@ -44,19 +42,22 @@ def kebab(name: str) -> str:
 
 
 def _read_document(text: str, flag: str) -> Any:
-    """JSON text, `file://path`, or (for convenience) a path to an existing JSON file."""
+    """JSON text (an object or a list), `file://path`, or (for convenience) a path to a JSON file."""
     if text.startswith("file://"):
-        path = Path(text[len("file://") :]).expanduser()
-    elif not text.lstrip().startswith(("{", "[")) and Path(text).expanduser().is_file():
-        path = Path(text).expanduser()
-    else:
+        path: Path | None = Path(text[len("file://") :]).expanduser()
+    elif text.lstrip().startswith(("{", "[")):
         path = None
+    else:
+        path = Path(text).expanduser()
     try:
         return json.loads(path.read_text() if path else text)
     except OSError as exc:
-        raise UsageError(f"{flag}: cannot read {path}: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{flag}: not valid JSON ({exc}); pass JSON text or file://path.json") from None
+        raise UsageError(
+            f"{flag}: cannot read the file {str(path)!r}: {exc.strerror}; pass JSON text or file://path.json"
+        ) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        source = f"the file {str(path)!r} is" if path else "the value is"
+        raise UsageError(f"{flag}: {source} not valid JSON ({exc}); pass JSON text or file://path.json") from None
 
 
 def _convert(value: str, shape_name: str, flag: str) -> Any:
@@ -213,7 +214,6 @@ def main(argv: list[str] | None = None) -> int:
         client = Client(data_dir=args.data_dir)
         result = client.call(args.operation, params)
     except UsageError as exc:
-        parser.print_usage(sys.stderr)
         print(f"lookout-edge: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except ServiceError as exc:

@@ -7,6 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from compiler.exit_codes import EXIT_USAGE
 from compiler.reference_model import build_reference_model
 from compiler.sample_images import held_out_set, read_rgb, write_samples
 
@@ -21,23 +22,65 @@ def _build_reference_model(args: argparse.Namespace) -> int:
     return 0
 
 
+class ScoreInputError(Exception):
+    """A bundle or image `score` cannot use; its text is the one line the user sees."""
+
+
+def _score_images(arguments: list[str]) -> list[Path]:
+    """The image files named, folders expanded to their *.png files; each one is checked to exist."""
+    images = []
+    for argument in arguments:
+        path = Path(argument)
+        if path.is_dir():
+            images += sorted(path.glob("*.png"))
+        elif path.is_file():
+            images.append(path)
+        else:
+            raise ScoreInputError(f"{argument}: no such image file or folder")
+    if not images:
+        raise ScoreInputError(f"no *.png images in {', '.join(arguments)}")
+    return images
+
+
 def _score(args: argparse.Namespace) -> int:
+    from edge_agent.bundle import BundleError
     from edge_agent.model_runner import LoadedModel, open_bundle
 
-    images = [
-        p for arg in args.images for p in (sorted(Path(arg).glob("*.png")) if Path(arg).is_dir() else [Path(arg)])
-    ]
-    with tempfile.TemporaryDirectory() as unpack:
-        model = LoadedModel(open_bundle(Path(args.bundle), Path(unpack)))
-        print(f"{'image':<28} {'score':>6}  {'threshold':>9}  result     confidence")
-        for path in images:
-            result = model.detect(read_rgb(path), args.threshold)
-            verdict = "ANOMALOUS" if result.is_anomalous else "normal"
-            print(
-                f"{path.name:<28} {result.anomaly_score:6.3f}  {result.anomaly_threshold:9.3f}  "
-                f"{verdict:<10} {result.confidence:.3f}"
-            )
+    if args.threshold is not None and not 0 <= args.threshold <= 1:
+        return _score_error(f"--threshold must be from 0 to 1, got {args.threshold}")
+    bundle = Path(args.bundle)
+    try:
+        images = _score_images(args.images)
+        if not bundle.exists():
+            raise ScoreInputError(f"--bundle {args.bundle}: no such file or folder")
+        with tempfile.TemporaryDirectory() as unpack:
+            try:
+                model = LoadedModel(open_bundle(bundle, Path(unpack)))
+            except (BundleError, OSError) as exc:
+                raise ScoreInputError(f"--bundle {args.bundle}: {exc}") from None
+            rows = []
+            for path in images:
+                try:
+                    rgb = read_rgb(path)
+                except ValueError as exc:
+                    raise ScoreInputError(str(exc)) from None
+                rows.append((path, model.detect(rgb, args.threshold)))
+    except ScoreInputError as exc:
+        return _score_error(str(exc))
+    width = max(28, *(len(str(path)) for path, _ in rows))
+    print(f"{'image':<{width}} {'score':>6}  {'threshold':>9}  result     confidence")
+    for path, result in rows:
+        verdict = "ANOMALOUS" if result.is_anomalous else "normal"
+        print(
+            f"{path!s:<{width}} {result.anomaly_score:6.3f}  {result.anomaly_threshold:9.3f}  "
+            f"{verdict:<10} {result.confidence:.3f}"
+        )
     return 0
+
+
+def _score_error(message: str) -> int:
+    print(f"lookout-edge score: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
 
 
 def _build_agent_component(args: argparse.Namespace) -> int:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import shutil
 import sqlite3
 import tempfile
 import time
@@ -12,15 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import onnx
-
 from compiler.database import Database
-from compiler.errors import ConflictException, ResourceNotFoundException, ValidationException
+from compiler.errors import ConflictException, ResourceNotFoundException
 from compiler.model_contract import ModelSpec, inspect_model
+from compiler.model_file import read_model_file
 from compiler.pagination import DEFAULT_PAGE_SIZE, page_rows
 from compiler.settings import Settings
 from compiler.timestamps import to_datetime
-from edge_agent.bundle import sha256_file
 
 ACTIVE_JOB_STATES = ("CREATED", "RUNNING")
 
@@ -55,13 +53,13 @@ class Registry:
     def blob_path(self, sha256: str) -> Path:
         return self.settings.blob_dir / sha256[:2] / f"{sha256}.onnx"
 
-    def _store_blob(self, source: Path) -> str:
-        """Copy `source` into the blob store atomically; returns its sha256."""
+    def _store_blob(self, data: bytes) -> str:
+        """Write `data` into the blob store atomically; returns its sha256."""
         self.settings.blob_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=self.settings.blob_dir, delete=False) as tmp, source.open("rb") as src:
-            shutil.copyfileobj(src, tmp)
+        with tempfile.NamedTemporaryFile(dir=self.settings.blob_dir, delete=False) as tmp:
+            tmp.write(data)
             tmp_path = Path(tmp.name)
-        sha = sha256_file(tmp_path)
+        sha = hashlib.sha256(data).hexdigest()
         final = self.blob_path(sha)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp_path, final)
@@ -190,23 +188,9 @@ class Registry:
         **_: Any,
     ) -> dict[str, Any]:
         self.project_row(None, ProjectName)
-        source = Path(ModelFile).expanduser()
-        if not source.is_file():
-            raise ValidationException(
-                f"Value '{ModelFile}' at 'modelFile' failed to satisfy constraint: "
-                "the file does not exist or is not a regular file."
-            )
-        try:
-            model = onnx.load(str(source), load_external_data=False)
-        except Exception as exc:  # onnx raises DecodeError and friends
-            raise ValidationException(f"The model file '{ModelFile}' could not be read as ONNX: {exc}") from exc
-        if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
-            raise ValidationException(
-                "The model stores weights in external data files; save it as one .onnx "
-                "file (onnx.save(model, path, save_as_external_data=False))."
-            )
-        spec = inspect_model(model, ModelType, ModelMetadata or {})
-        sha = self._store_blob(source)
+        model_file = read_model_file(Path(ModelFile).expanduser())
+        spec = inspect_model(model_file.model, ModelType, ModelMetadata or {})
+        sha = self._store_blob(model_file.data)
         now = time.time()
         with self.db.transaction() as conn:
             self.project_row(conn, ProjectName)

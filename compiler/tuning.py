@@ -10,10 +10,12 @@ another sharing its layers, reuses them. Records shipped with the service
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,7 +135,8 @@ class TimeBudgetSpent(Exception):
 def _make_measurers(scratch: str, deadline: float, progress: Callable[[int], None]) -> tuple[Any, Any, Any]:
     """A builder compiling candidates in forked children (each within BUILD_LIMIT_S), a runner timing them in
     this process, and a callback that reports progress and ends the search at `deadline` (records measured
-    so far are already in the database)."""
+    so far are already in the database). The first round is built whatever the deadline, so even a cap
+    shorter than one round (a busy machine, a tiny budget) ends with measured records."""
     import tvm
     from tvm.ir.utils import derived_object
     from tvm.s_tir.meta_schedule.builder import BuilderResult, PyBuilder
@@ -141,12 +144,15 @@ def _make_measurers(scratch: str, deadline: float, progress: Callable[[int], Non
     from tvm.s_tir.meta_schedule.runner import PyRunner, PyRunnerFuture, RunnerResult
 
     entry_names: dict[str, str] = {}
+    rounds_built = [0]
 
     @derived_object
     class ForkedBuilder(PyBuilder):
         def build(self, build_inputs: list) -> list:
             candidates = [(b.mod, b.target) for b in build_inputs]
-            built = build_candidates(candidates, scratch, BUILD_LIMIT_S, deadline, os.cpu_count() or 1)
+            round_deadline = deadline if rounds_built[0] else max(deadline, time.time() + BUILD_LIMIT_S)
+            rounds_built[0] += 1
+            built = build_candidates(candidates, scratch, BUILD_LIMIT_S, round_deadline, os.cpu_count() or 1)
             for build_input, candidate in zip(build_inputs, built, strict=True):
                 if candidate.library is not None:
                     entry_names[candidate.library] = build_input.mod.get_global_vars()[0].name_hint
@@ -297,6 +303,38 @@ def schedule_module(
     return mod, tuning
 
 
+META_SCHEDULE_LOGGER = "tvm.s_tir.meta_schedule"
+
+
+@contextmanager
+def _meta_schedule_logging() -> Iterator[None]:
+    """Let MetaSchedule set up its loggers for one search from a clean state, then close what it opened.
+
+    MetaSchedule re-configures its loggers with `logging.config.dictConfig` on every search, naming the
+    handlers already on its logger; a handler without a name there (one added by anyone else) makes that fail,
+    and the file handlers of earlier searches would stay open on folders already deleted.
+    """
+    logger = logging.getLogger(META_SCHEDULE_LOGGER)
+    saved = logger.handlers[:]
+    for handler in saved:
+        logger.removeHandler(handler)
+    try:
+        yield
+    finally:
+        names = [
+            n
+            for n in logging.root.manager.loggerDict
+            if n == META_SCHEDULE_LOGGER or n.startswith(META_SCHEDULE_LOGGER + ".")
+        ]
+        for name in names:
+            child = logging.getLogger(name)
+            for handler in child.handlers[:]:
+                child.removeHandler(handler)
+                handler.close()
+        for handler in saved:
+            logger.addHandler(handler)
+
+
 def _search(
     mod: Any, target: Any, own: Any, request: TuningRequest, trials: int, tasks: int, report: Progress, names: list
 ) -> TuningReport:
@@ -317,7 +355,7 @@ def _search(
             )
 
     stopped = False
-    with tempfile.TemporaryDirectory(prefix="lookout-edge-tune-") as work:
+    with tempfile.TemporaryDirectory(prefix="lookout-edge-tune-") as work, _meta_schedule_logging():
         builder, runner, callback = _make_measurers(work, deadline, progress)
         try:
             ms.relax_integration.tune_relax(

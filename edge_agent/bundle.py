@@ -76,6 +76,8 @@ def read_manifest(root: Path) -> dict[str, Any]:
         raise BundleError(f"{path} is missing: not a model bundle folder") from None
     except json.JSONDecodeError as exc:
         raise BundleError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{path} must hold a JSON object, not {type(manifest).__name__}")
     if manifest.get("format") != BUNDLE_FORMAT:
         raise BundleError(f"{path}: unsupported bundle format {manifest.get('format')!r}, expected {BUNDLE_FORMAT}")
     return manifest
@@ -84,8 +86,14 @@ def read_manifest(root: Path) -> dict[str, Any]:
 def verify_bundle(root: Path) -> Bundle:
     """Check every file against the manifest's sha256 before anything is loaded."""
     manifest = read_manifest(root)
-    for relative, expected in manifest["files"].items():
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+        raise BundleError(f"{root / MANIFEST_NAME}: 'files' must map each file's path to its sha256")
+    inside = root.resolve()
+    for relative, expected in files.items():
         path = root / relative
+        if not path.resolve().is_relative_to(inside):
+            raise BundleError(f"{root / MANIFEST_NAME}: file {relative[:200]!r} lies outside the bundle")
         if not path.is_file():
             raise BundleError(f"{relative} is listed in the manifest but missing from {root}")
         actual = sha256_file(path)
@@ -99,10 +107,15 @@ def verify_bundle(root: Path) -> Bundle:
 
 def unpack_bundle(archive: Path, destination: Path) -> Path:
     """Unpack a bundle zip (refusing paths that escape `destination`); returns the bundle folder."""
-    with zipfile.ZipFile(archive) as zf:
-        for member in zf.namelist():
-            target = (destination / member).resolve()
-            if not target.is_relative_to(destination.resolve()):
-                raise BundleError(f"{archive}: entry {member!r} would be written outside the bundle folder")
-        zf.extractall(destination)
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            for member in zf.namelist():
+                target = (destination / member).resolve()
+                if not target.is_relative_to(destination.resolve()):
+                    raise BundleError(f"{archive}: entry {member!r} would be written outside the bundle folder")
+            zf.extractall(destination)
+    except (zipfile.BadZipFile, EOFError) as exc:
+        raise BundleError(f"{archive} is not a complete zip archive ({exc}): copy the bundle again") from None
+    except (RuntimeError, NotImplementedError) as exc:  # encrypted entries, unsupported compression
+        raise BundleError(f"{archive} cannot be unpacked: {exc}") from None
     return destination

@@ -145,3 +145,23 @@ def test_list_paging_members(member: str, value: Any, ok: bool) -> None:
 def test_model_metadata_rules(metadata: dict, words: str) -> None:
     with pytest.raises(ValidationException, match=words):
         check_value(metadata, "ModelMetadata", "modelMetadata")
+
+
+def test_every_validation_error_is_reported_at_once_as_aws_does() -> None:
+    request = copy.deepcopy(BASE)
+    request["ProjectName"] = "-bad"
+    request["JobName"] = "j" * 65
+    request["Configuration"]["Greengrass"]["ComponentName"] = "com/example"
+    del request["ModelVersion"]
+    with pytest.raises(ValidationException) as error:
+        check_request("StartModelPackagingJob", request)
+    message = error.value.message
+    assert message.startswith("4 validation errors detected: "), message
+    for words in (
+        "at 'modelVersion' failed to satisfy constraint: Member must not be null",
+        "Value '-bad' at 'projectName' failed to satisfy constraint: Member must satisfy regular expression",
+        "at 'jobName' failed to satisfy constraint: Member must have length less than or equal to 64",
+        "at 'configuration.greengrass.componentName' failed to satisfy constraint",
+    ):
+        assert words in message
+    assert message.count("; Value ") == 3
