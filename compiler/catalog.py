@@ -27,6 +27,12 @@ class ComponentCatalog:
 
     def export_component(self, ComponentName: str, ComponentVersion: str, Output: str) -> dict[str, Any]:
         """Write `recipes/<name>-<version>.yaml` and `artifacts/<name>/<version>/<file>` under Output."""
+        out = Path(Output).expanduser().resolve()
+        if out.exists() and not out.is_dir():
+            raise ValidationException(
+                f"Value '{Output}' at 'output' failed to satisfy constraint: it is a file; name a folder (it is "
+                "created if missing) for recipes/ and artifacts/."
+            )
         rows = self.db.query(
             "SELECT * FROM components WHERE name = ? AND version = ? AND state = 'DEPLOYABLE'",
             (ComponentName, ComponentVersion),
@@ -39,12 +45,6 @@ class ComponentCatalog:
                 "MODEL_PACKAGE_JOB",
             )
         row = rows[0]
-        out = Path(Output).expanduser().resolve()
-        if out.exists() and not out.is_dir():
-            raise ValidationException(
-                f"Value '{Output}' at 'output' failed to satisfy constraint: it is a file; name a folder (it is "
-                "created if missing) for recipes/ and artifacts/."
-            )
         try:
             recipe_key = json.loads(row["recipe_keys"])["yaml"]
             recipe = self.store.get_file(row["bucket"], recipe_key, out / "recipes" / Path(recipe_key).name)

@@ -204,7 +204,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "operation"):
-        return args.run(args)
+        try:
+            return args.run(args)
+        except OSError as exc:  # a folder or file the command cannot write or read
+            print(f"lookout-edge {args.command}: error: {exc.strerror}: {exc.filename}", file=sys.stderr)
+            return EXIT_USAGE
     spec = OPERATIONS[args.operation]
     if args.generate_cli_skeleton:
         print(json.dumps({m: skeleton(s) for m, s in spec["input"].items()}, indent=4))

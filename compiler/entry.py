@@ -17,3 +17,7 @@ def main() -> int:
         )
         return 2
     return run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -27,7 +27,9 @@ class ScoreInputError(Exception):
 
 
 def _score_images(arguments: list[str]) -> list[Path]:
-    """The image files named, folders expanded to their *.png files; each one is checked to exist."""
+    """The image files named, folders expanded to their *.png files; each is checked to be an image OpenCV reads."""
+    import cv2
+
     images = []
     for argument in arguments:
         path = Path(argument)
@@ -39,6 +41,9 @@ def _score_images(arguments: list[str]) -> list[Path]:
             raise ScoreInputError(f"{argument}: no such image file or folder")
     if not images:
         raise ScoreInputError(f"no *.png images in {', '.join(arguments)}")
+    for image in images:
+        if not cv2.haveImageReader(str(image)):
+            raise ScoreInputError(f"{image} is not an image OpenCV can read")
     return images
 
 

@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import logging
 import shutil
 import zipfile
 from pathlib import Path
 
 from edge_agent.bundle import BundleError, read_manifest, sha256_file, unpack_bundle
 from edge_agent.deployments import Registration
-
-log = logging.getLogger(__name__)
+from edge_agent.problem_log import ProblemLog
 
 
 class ModelsFolder:
     """Reads the folder on every poll; a zip is hashed and unpacked only when its size or mtime changes."""
 
-    def __init__(self, folder: Path, unpack_root: Path) -> None:
+    def __init__(self, folder: Path, unpack_root: Path, problems: ProblemLog) -> None:
         self.folder = folder
         self.unpack_root = unpack_root
+        self.problems = problems
         self._unpacked: dict[tuple[Path, int, int], Path] = {}
 
     def _unpack(self, archive: Path) -> Path:
@@ -52,11 +51,14 @@ class ModelsFolder:
                     model_arn=manifest["model"]["arn"],
                     path=folder,
                 )
-            except (BundleError, KeyError, OSError, ValueError, zipfile.BadZipFile) as exc:
-                log.error("ignoring %s in the models folder: %s", entry, exc)
+            except (BundleError, KeyError, TypeError, OSError, ValueError, zipfile.BadZipFile) as exc:
+                self.problems.problem(str(entry), f"ignoring {entry} in the models folder: {exc}")
                 continue
             if registration.component_name in registrations:
-                log.error("ignoring %s: another entry already provides %s", entry, registration.component_name)
+                self.problems.problem(
+                    str(entry), f"ignoring {entry}: another entry already provides {registration.component_name}"
+                )
                 continue
+            self.problems.fine(str(entry))
             registrations[registration.component_name] = registration
         return registrations

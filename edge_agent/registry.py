@@ -14,6 +14,7 @@ from pathlib import Path
 
 from edge_agent.defaults import COMPONENT_NAME
 from edge_agent.deployments import Registration
+from edge_agent.problem_log import ProblemLog
 
 log = logging.getLogger(__name__)
 SUFFIX = ".json"
@@ -75,11 +76,11 @@ def remove_registration(registry_dir: Path, name: str, version: str | None = Non
     return True
 
 
-def read_registration(path: Path) -> Registration | None:
-    """One registration file, or None (logged) when it is missing or malformed."""
+def read_registration(path: Path, problems: ProblemLog | None = None) -> Registration | None:
+    """One registration file, or None when it is missing or malformed (reported to `problems`, else logged)."""
     try:
         record = json.loads(path.read_text())
-        return Registration(
+        registration = Registration(
             component_name=record["component_name"],
             component_version=record["component_version"],
             model_arn=record["model_arn"],
@@ -88,19 +89,22 @@ def read_registration(path: Path) -> Registration | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        log.error("ignoring registration %s: %s", path, exc)
+        (problems or ProblemLog(log)).problem(str(path), f"ignoring registration {path}: {exc}")
         return None
+    if problems is not None:
+        problems.fine(str(path))
+    return registration
 
 
-def read_registry(registry_dir: Path) -> dict[str, Registration]:
-    """Every registration in the folder, by component name."""
+def read_registry(registry_dir: Path, problems: ProblemLog | None = None) -> dict[str, Registration]:
+    """Every registration in the folder, by component name; malformed ones are reported to `problems`."""
     registrations: dict[str, Registration] = {}
     if not registry_dir.is_dir():
         return registrations
     for path in sorted(registry_dir.glob(f"*{SUFFIX}")):
         if path.name.startswith("."):
             continue
-        registration = read_registration(path)
+        registration = read_registration(path, problems)
         if registration is not None:
             registrations[registration.component_name] = registration
     return registrations

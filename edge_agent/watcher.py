@@ -15,6 +15,7 @@ from edge_agent.agent import Agent
 from edge_agent.config import AgentConfig, ConfigError, load_config_file
 from edge_agent.deployments import Registration, verify_registration
 from edge_agent.models_folder import ModelsFolder
+from edge_agent.problem_log import ProblemLog
 from edge_agent.registry import read_registry
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,8 @@ class Watcher:
     ) -> None:
         self.agent = agent
         self.registry_dir = registry_dir
-        self.models_folder = ModelsFolder(models_dir, unpack_root) if models_dir is not None else None
+        self.problems = ProblemLog(log)  # bad registrations and bundles: logged once, not on every poll
+        self.models_folder = ModelsFolder(models_dir, unpack_root, self.problems) if models_dir is not None else None
         self.config_file = config_file
         self.apply_config = apply_config
         self.interval = interval
@@ -59,7 +61,7 @@ class Watcher:
         current: dict[str, Registration] = {}
         if self.models_folder is not None:
             current.update(self.models_folder.registrations())
-        current.update(read_registry(self.registry_dir))  # a registration wins over a models-folder entry
+        current.update(read_registry(self.registry_dir, self.problems))  # a registration wins over a folder entry
         for name, registration in current.items():
             fingerprint = (registration, _manifest_mtime(registration))
             if self._known.get(name) != fingerprint:

@@ -112,3 +112,26 @@ def test_sigterm_lets_the_call_in_flight_finish(tmp_path, packaged, client_stubs
         assert "shutting down: finishing calls in flight" in agent.log()
     finally:
         agent.__exit__(None, None, None)
+
+
+def test_a_bad_bundle_in_the_models_folder_is_logged_once_not_on_every_poll(tmp_path, packaged, client_stubs) -> None:
+    """Polled twice a second, a broken zip is reported when it appears and again only when its problem changes;
+    a good bundle added afterwards is still served."""
+    pb, pb_grpc = client_stubs
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "broken.zip").write_bytes(b"not a zip at all")
+    with AgentProcess(tmp_path / "agent", models_dir=models) as agent:
+        agent.wait_for_log("ignoring")
+        time.sleep(2.5)  # five more polls
+        assert agent.log().count("ignoring") == 1, agent.log()
+        (models / "broken.zip").write_bytes(b"still not a zip, but longer than before")
+        time.sleep(1.0)
+        shutil.copy(packaged[f"{BOARDS}-1.0.0"], models / "boards.zip")
+        with agent.channel() as channel:
+            stub = pb_grpc.EdgeAgentStub(channel)
+            deadline = time.time() + 30
+            while BOARDS not in [m.model_component for m in stub.ListModels(pb.ListModelsRequest()).models]:
+                assert time.time() < deadline, agent.log()
+                time.sleep(0.2)
+        assert agent.log().count("ignoring") == 1, agent.log()
