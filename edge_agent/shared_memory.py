@@ -46,7 +46,8 @@ def _open_segment(ref: SegmentRef, field: str, needed: int, writable: bool) -> I
     path = _segment_path(ref, field)
     if ref.size < needed:
         raise InvalidArgument(f"{field}.size is {ref.size} bytes but width*height*3 = {needed} bytes are needed")
-    flags = (os.O_RDWR if writable else os.O_RDONLY) | os.O_NOFOLLOW | os.O_CLOEXEC
+    # O_NONBLOCK: a FIFO named as a segment must not block the handler in open() (fstat refuses it below).
+    flags = (os.O_RDWR if writable else os.O_RDONLY) | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
     try:
         fd = os.open(path, flags)
     except FileNotFoundError:
@@ -73,20 +74,30 @@ def _open_segment(ref: SegmentRef, field: str, needed: int, writable: bool) -> I
         os.close(fd)
 
 
+def row_stride(ref: SegmentRef, field: str, width: int, height: int) -> int:
+    """Bytes per image row: width*3 for a packed image, or size/height when rows are padded (GStreamer pads
+    RGB rows to 4 bytes: width 225 → 676-byte rows), i.e. size = stride*height with stride ≥ width*3."""
+    packed = width * 3
+    if ref.size == packed * height:
+        return packed
+    if ref.size % height == 0 and ref.size // height >= packed:
+        return ref.size // height
+    raise InvalidArgument(
+        f"{field}.size is {ref.size} bytes but width*height*3 = {width}*{height}*3 = {packed * height} bytes for a "
+        f"packed RGB888 image, or stride*height with a row stride ≥ width*3 = {packed} bytes when rows are padded"
+    )
+
+
 def read_image(ref: SegmentRef, field: str, width: int, height: int) -> np.ndarray:
-    """Read an RGB888 image of exactly `size` = width*height*3 bytes; returns an (H, W, 3) uint8 array."""
-    needed = width * height * 3
-    if ref.size != needed:
-        raise InvalidArgument(
-            f"{field}.size is {ref.size} bytes but width*height*3 = {width}*{height}*3 = {needed}: the buffer must "
-            "hold exactly one packed RGB888 image"
-        )
-    image = np.empty((height, width, 3), dtype=np.uint8)
-    with _open_segment(ref, field, needed, writable=False) as fd:
-        got = os.preadv(fd, [memoryview(image).cast("B")], ref.offset)
-    if got != needed:
-        raise InvalidArgument(f"{field}: segment {ref.name!r} shrank during the call ({got} of {needed} bytes read)")
-    return image
+    """Read an RGB888 image of `size` bytes (packed, or with padded rows: `row_stride`); returns an (H, W, 3)
+    uint8 array (a view skipping the padding when rows are padded)."""
+    stride = row_stride(ref, field, width, height)
+    rows = np.empty((height, stride), dtype=np.uint8)
+    with _open_segment(ref, field, ref.size, writable=False) as fd:
+        got = os.preadv(fd, [memoryview(rows).cast("B")], ref.offset)
+    if got != ref.size:
+        raise InvalidArgument(f"{field}: segment {ref.name!r} shrank during the call ({got} of {ref.size} bytes read)")
+    return rows[:, : width * 3].reshape(height, width, 3)
 
 
 def check_mask_target(ref: SegmentRef, field: str, width: int, height: int) -> None:

@@ -176,6 +176,20 @@ def test_aws_example_client_flow(stub, pb, boards_model, samples, segments) -> N
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION and "STOPPED, not RUNNING" in error.details()
 
 
+def test_padded_rows_in_shared_memory_read_as_gstreamer_writes_them(stub, pb, samples, segments) -> None:
+    """A 225-pixel-wide frame with rows padded to 676 bytes (size = 676 × height) scores as the packed image."""
+    ensure_running(stub, pb, BOARDS)
+    rgb = cv2.resize(samples[0].rgb, (225, 224))
+    height, stride = rgb.shape[0], 676
+    segment = segments(stride * height)
+    segment.array[:] = 0xEE
+    segment.array.reshape(height, stride)[:, : 225 * 3] = rgb.reshape(height, -1)
+    handle = pb.SharedMemoryHandle(name=segment.name, size=stride * height, offset=0)
+    bitmap = pb.Bitmap(width=225, height=height, shared_memory_handle=handle)
+    padded = stub.DetectAnomalies(pb.DetectAnomaliesRequest(model_component=BOARDS, bitmap=bitmap))
+    assert padded.detect_anomaly_result == detect(stub, pb, BOARDS, rgb).detect_anomaly_result
+
+
 def _alternate_tag_params(pb, handle) -> object:
     """AnomalyMaskParams with the handle at tag 3, as the AWS workshop proto encodes it."""
     payload = handle.SerializeToString()

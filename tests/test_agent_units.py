@@ -15,7 +15,7 @@ from edge_agent.errors import InvalidArgument, ModelOutputError
 from edge_agent.image_input import check_dimensions, image_from_bytes
 from edge_agent.registry import RegistryError, read_registry, remove_registration, write_registration
 from edge_agent.results import detect, paint
-from edge_agent.shared_memory import SegmentRef, read_image, write_mask
+from edge_agent.shared_memory import SHM_ROOT, SegmentRef, read_image, write_mask
 
 
 @pytest.mark.parametrize(
@@ -98,6 +98,54 @@ def test_shared_memory_reads_exact_buffers_and_writes_masks() -> None:
     finally:
         shm.close()
         shm.unlink()
+
+
+def test_padded_rows_are_read_without_their_padding() -> None:
+    """GStreamer pads RGB rows to 4 bytes: width 225 → 676-byte rows, size = 676 × height."""
+    width, height, stride = 225, 70, 676
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    padded = np.zeros((height, stride), np.uint8)
+    padded[:, : width * 3] = image.reshape(height, -1)
+    padded[:, width * 3 :] = 0xEE  # padding that must not leak into the image
+    shm = shared_memory.SharedMemory(create=True, size=padded.nbytes)
+    try:
+        name = "/" + shm.name.lstrip("/")
+        shm.buf[: padded.nbytes] = padded.tobytes()
+        read = read_image(SegmentRef(name, padded.nbytes, 0), "bitmap.shared_memory_handle", width, height)
+        assert np.array_equal(read, image)
+        with pytest.raises(InvalidArgument, match="row stride ≥ width\\*3 = 675 bytes"):
+            read_image(SegmentRef(name, 674 * height, 0), "bitmap.shared_memory_handle", width, height)
+        with pytest.raises(InvalidArgument, match="size is 47321 bytes"):
+            read_image(SegmentRef(name, 47321, 0), "bitmap.shared_memory_handle", width, height)
+    finally:
+        shm.close()
+        shm.unlink()
+
+
+def test_a_fifo_named_as_a_segment_is_refused_without_blocking(tmp_path) -> None:
+    """open() of a FIFO for reading blocks until a writer comes; the agent must answer at once instead."""
+    import os
+    import threading
+
+    fifo = SHM_ROOT / f"lookout-test-fifo-{os.getpid()}"
+    os.mkfifo(fifo, 0o600)
+    outcome: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            read_image(SegmentRef("/" + fifo.name, 12288, 0), "b", 64, 64)
+        except InvalidArgument as exc:
+            outcome.append(exc)
+
+    try:
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        reader.join(10)
+        assert not reader.is_alive(), "read_image blocked on the FIFO"
+        assert "is not a shared-memory segment" in str(outcome[0])
+    finally:
+        fifo.unlink()
 
 
 SEGMENTATION = {
