@@ -68,6 +68,9 @@ def _target_options(arch: str, python: str) -> list[str]:
     ]  # fmt: skip
 
 
+CLIENT_PROTO = PROJECT_ROOT / "protos" / "edge-agent.proto"
+
+
 def build_project_wheel(dest: Path) -> Path:
     """The lookout-edge wheel from this source checkout."""
     if not (PROJECT_ROOT / "pyproject.toml").is_file():
@@ -87,7 +90,8 @@ def resolve(arch: str, python: str, wheel_dir: Path) -> dict[str, str]:
 
 
 def build_wheelhouse(arch: str, python: str, out_dir: Path) -> Path:
-    """Download every wheel the agent needs on `arch` with `python` and zip them; returns the archive."""
+    """Download every wheel the agent needs on `arch` with `python` and zip them with the client proto
+    (`edge-agent.proto`, which AWS's docs have users copy from the agent's folder); returns the archive."""
     with tempfile.TemporaryDirectory() as staging:
         wheelhouse = Path(staging) / "wheelhouse"
         wheelhouse.mkdir()
@@ -101,6 +105,7 @@ def build_wheelhouse(arch: str, python: str, out_dir: Path) -> Path:
         with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as zf:  # wheels are compressed already
             for wheel in sorted(wheelhouse.iterdir()):
                 zf.write(wheel, wheel.name)
+            zf.write(CLIENT_PROTO, CLIENT_PROTO.name)
     return archive
 
 

@@ -105,6 +105,8 @@ def test_offline_install_from_the_wheelhouse_runs_the_agent(tmp_path) -> None:
     decompressed = tmp_path / "artifacts-unarchived"
     with zipfile.ZipFile(artifact.archive) as zf:
         zf.extractall(decompressed / artifact.archive.stem)
+    shipped_proto = decompressed / artifact.archive.stem / "edge-agent.proto"  # where README says clients find it
+    assert shipped_proto.read_bytes() == (REPO / "protos" / "edge-agent.proto").read_bytes()
     work = tmp_path / "work"
     work.mkdir()
     socket_dir = Path(tempfile.mkdtemp(prefix="lea-", dir="/tmp"))
