@@ -151,9 +151,17 @@ def test_queued_job_is_resumed_by_the_next_service_start(tmp_path, classifier_fi
     job = _start(queued)
     service = make_service(tmp_path / "data", max_workers=1)  # a restart with a worker slot
     try:
-        assert wait_for_job(service, "p", job)["Status"] == "SUCCEEDED"
+        description = wait_for_job(service, "p", job)
     finally:
         stop_workers(service)
+    assert description["Status"] == "SUCCEEDED"
+    # No tuning record covers this model's kernels: the final status says so, and what to do.
+    message = description["StatusMessage"]
+    assert "Schedules: TVM's default schedules" in message and "tuned kernels applied: 0 of " in message, message
+    assert "kernels run on TVM's default (untuned) schedules" in message, message
+    assert '{"tuning-trials": 2000, "tuning-minutes": 30}' in message, message
+    steps = [step.status for step in service.jobs.job_steps("p", job)]
+    assert steps[0] == "CREATED" and steps[-1] == "SUCCEEDED" and steps.count("RUNNING") >= 8, steps
 
 
 def _running(pid: int) -> bool:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 
@@ -130,6 +132,34 @@ def test_files_that_are_not_onnx_are_refused(service, tmp_path) -> None:
         service.call("CreateModel", {"ProjectName": "p", "ModelFile": str(junk)})
     with pytest.raises(ValidationException, match="does not exist"):
         service.call("CreateModel", {"ProjectName": "p", "ModelFile": str(tmp_path / "missing.onnx")})
+
+
+def test_torch_style_external_weights_beside_the_model_are_stored_self_contained(service, tmp_path) -> None:
+    """torch ≥ 2 and anomalib write weights to model.onnx.data beside model.onnx; the stored model holds them."""
+    from onnx.numpy_helper import to_array
+
+    export = tmp_path / "export"
+    export.mkdir()
+    onnx.save(classifier(), export / "model.onnx", save_as_external_data=True, location="model.onnx.data", size_threshold=0)
+    assert (export / "model.onnx.data").stat().st_size > 0
+    service.call("CreateProject", {"ProjectName": "p"})
+    service.call("CreateModel", {"ProjectName": "p", "ModelFile": str(export / "model.onnx")})
+    shutil.rmtree(export)  # nothing is read from the user's folder after create-model
+    stored = onnx.load(
+        str(service.registry.blob_path(service.registry.get_model("p", "1").sha256)), load_external_data=False
+    )
+    assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in stored.graph.initializer)
+    for before, after in zip(classifier().graph.initializer, stored.graph.initializer, strict=True):
+        assert np.array_equal(to_array(before), to_array(after))
+
+
+def test_external_weights_larger_than_their_data_file_are_refused(service, tmp_path) -> None:
+    onnx.save(classifier(), tmp_path / "model.onnx", save_as_external_data=True, location="w.data", size_threshold=0)
+    data = tmp_path / "w.data"
+    data.write_bytes(data.read_bytes()[:100])  # a truncated copy
+    service.call("CreateProject", {"ProjectName": "p"})
+    with pytest.raises(ValidationException, match="the data file is truncated"):
+        service.call("CreateModel", {"ProjectName": "p", "ModelFile": str(tmp_path / "model.onnx")})
 
 
 def test_delete_is_refused_while_a_job_is_queued(queue_only, tmp_path, classifier_file) -> None:
