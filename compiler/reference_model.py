@@ -226,6 +226,7 @@ def build_reference_model(
     output_dir: Path, seed: int = 0, fit_images: int = 48, texture: str = "brick"
 ) -> ReferenceModel:
     """Build, fit and write `model.onnx` and `metadata.json` into `output_dir`."""
+    output_dir.mkdir(parents=True, exist_ok=True)  # first: a path in the way fails before minutes of work
     rng = np.random.default_rng(seed)
     g = _Graph()
     embedding = _embedding(g, _backbone(g, "input", rng), rng)
@@ -273,7 +274,6 @@ def build_reference_model(
     )
     onnx.checker.check_model(model, full_check=True)
 
-    output_dir.mkdir(parents=True, exist_ok=True)
     model_path, metadata_path = output_dir / "model.onnx", output_dir / "metadata.json"
     onnx.save(model, model_path)
     metadata = {

@@ -26,6 +26,17 @@ X86_CONFIGURATION = {
 }
 
 
+# Fixtures that run real packaging jobs of the full-size reference model (15-50 s each on 2 cores): every test
+# that uses one belongs to the slow tier (`pytest -m "not slow"` leaves them out).
+PACKAGING_FIXTURES = frozenset({"packaged", "nvidia_bundles", "arm64_bundle"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if PACKAGING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 def stop_workers(service: Service, timeout: float = 120.0) -> None:
     """Wait for the service's worker processes to drain and exit; kill any that do not."""
     deadline = time.time() + timeout

@@ -64,6 +64,7 @@ def test_recipe_rules_catch_broken_access_control() -> None:
     assert any(".operations must be a non-empty list of strings" in p for p in problems)
 
 
+@pytest.mark.slow
 def test_aarch64_wheelhouse_resolves_completely_and_stays_lean(tmp_path) -> None:
     build_project_wheel(tmp_path)
     plan = resolve("aarch64", "3.10", tmp_path)

@@ -31,6 +31,7 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     stop_workers(Service(Settings.from_env(tmp_path / "data")))
 
 
+@pytest.mark.slow
 def test_package_export_and_run_reference_model(data_dir, reference_model, tmp_path, capsys) -> None:
     assert main(["create-project", "--project-name", "circuit-boards"]) == 0
     assert (

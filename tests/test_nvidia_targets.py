@@ -145,6 +145,7 @@ def test_the_agent_refuses_an_nvidia_bundle_without_a_cuda_device(nvidia_bundles
         LoadedModel(verify_bundle(bundle))
 
 
+@pytest.mark.slow
 def test_nvidia_module_runs_on_the_gpu_and_matches_onnx_runtime(tmp_path, reference_model, reference_metadata) -> None:
     """Packages the reference model for this machine's GPU (CUDA 11.8 cubin) and runs it against the golden
     outputs (ONNX Runtime's). Needs an NVIDIA GPU whose driver runs the apache-tvm wheel's CUDA runtime

@@ -140,7 +140,9 @@ def test_torch_style_external_weights_beside_the_model_are_stored_self_contained
 
     export = tmp_path / "export"
     export.mkdir()
-    onnx.save(classifier(), export / "model.onnx", save_as_external_data=True, location="model.onnx.data", size_threshold=0)
+    onnx.save(
+        classifier(), export / "model.onnx", save_as_external_data=True, location="model.onnx.data", size_threshold=0
+    )
     assert (export / "model.onnx.data").stat().st_size > 0
     service.call("CreateProject", {"ProjectName": "p"})
     service.call("CreateModel", {"ProjectName": "p", "ModelFile": str(export / "model.onnx")})

@@ -148,6 +148,7 @@ def small_model(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_search_reports_progress_and_stores_records_that_the_next_run_reuses(small_model: Path, tmp_path) -> None:
     model = onnx.load(str(small_model))
     spec = inspect_model(model, None, {})
@@ -173,6 +174,7 @@ def test_search_reports_progress_and_stores_records_that_the_next_run_reuses(sma
     assert again.records_used == report.records_used and time.time() - started < 30
 
 
+@pytest.mark.slow
 def test_the_search_stops_at_the_time_cap_and_keeps_what_it_measured(small_model: Path, tmp_path) -> None:
     """A cap shorter than one round (3 s; a round takes longer on a busy machine) still ends with the first round
     measured. A handler without a name on MetaSchedule's logger (anyone may add one) must not break the search."""
@@ -213,6 +215,7 @@ def test_a_target_this_machine_cannot_measure_uses_records_or_defaults_and_says_
     assert any("cannot be measured on this machine" in m for m in messages)
 
 
+@pytest.mark.slow
 def test_packaging_jobs_tune_within_the_budget_and_a_repackage_reuses_the_records(tmp_path, small_model) -> None:
     service = make_service(tmp_path / "data")
     target = {"TargetPlatform": X86, "CompilerOptions": '{"tuning-trials": 8, "tuning-minutes": 5}'}
