@@ -49,6 +49,15 @@ def test_the_readme_example_client_runs_as_printed(tmp_path: Path, packaged, boa
             )
             assert result.returncode == 0, f"{command}\n{result.stdout}\n{result.stderr}"
             outputs.append(result.stdout)
+        (checkout / "notes.png").write_text("not an image")
+        refused = subprocess.run(
+            ["python3", "examples/detect_anomalies.py", "--model-component", BOARDS, "notes.png"],
+            cwd=checkout, env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert refused.returncode == 1
+        assert refused.stderr.strip().splitlines() == [
+            "notes.png: not an image file OpenCV can read (PNG, JPEG, BMP, ...)"
+        ]
 
     lines = {line.split(":")[0]: line for line in outputs[-1].splitlines() if line.endswith("%")}
     assert len(lines) == len(samples), outputs[-1]
