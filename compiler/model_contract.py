@@ -29,7 +29,7 @@ class ModelSpec:
     normalize: bool = True
     mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
     std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
-    threshold: float = 0.5
+    threshold: float | None = None  # None: the model's own decision (pred_label if it has one, else score ≥ 0.5)
     anomalous_class_index: int = 1
     classification_output: str = "probabilities"
     labels: list[dict[str, str]] = field(default_factory=lambda: [dict(x) for x in DEFAULT_LABELS])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,11 +39,12 @@ from compiler.tvm_build import (
     tvm_version,
 )
 from edge_agent import output_parity
-from edge_agent.cuda_device_code import ShippedCubin
-from edge_agent.tvm_runtime import CompiledModule
 
 if TYPE_CHECKING:
     from compiler.service import Service
+
+
+MODULE_CHECK_TIMEOUT_S = 600  # loading and one inference of the largest models, on a busy machine
 
 
 class PackagingFailure(Exception):
@@ -72,10 +75,28 @@ def _runs_here(target: TargetSpec) -> bool:
     return bool(tvm.cuda(0).exist)
 
 
-def _load_here(compiled: CompiledModel, output_names: list[str]) -> CompiledModule:
-    code = compiled.device_code
-    cubin = None if code is None else ShippedCubin.from_device_code(compiled.library.parent, code)
-    return CompiledModule(compiled.library, output_names, cubin)
+def _run_as_the_agent(compiled: CompiledModel, tensor: np.ndarray, output_names: list[str]) -> dict[str, np.ndarray]:
+    """Run the module on `tensor` the way the agent loads it: in a child with the TVM runtime library alone
+    (edge_agent.module_check). A module calling a function only the full TVM library has fails here, not on
+    the device."""
+    with tempfile.TemporaryDirectory(prefix="module-check-") as scratch:
+        given, produced = Path(scratch) / "input.npy", Path(scratch) / "outputs.npz"
+        np.save(given, tensor)
+        command = [
+            sys.executable, "-m", "edge_agent.module_check", "--library", str(compiled.library),
+            "--input", str(given), "--output", str(produced), "--names", *output_names,
+        ]  # fmt: skip
+        if compiled.device_code is not None:
+            command += ["--device-code", json.dumps(compiled.device_code)]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=MODULE_CHECK_TIMEOUT_S)
+        if result.returncode != 0:
+            reason = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1][:500].rstrip(".")
+            raise PackagingFailure(
+                f"The compiled module does not run in the agent's TVM runtime: {reason}. This is a packaging defect "
+                "for this model; please report it with the model."
+            )
+        with np.load(produced) as outputs:
+            return {name: outputs[name] for name in output_names}
 
 
 def _tensorrt_section(
@@ -161,7 +182,7 @@ def run_pipeline(service: Service, seq: int) -> PackagingResult:
             parity_record: dict[str, Any] = {"checked": "on the device, at StartModel (golden check)"}
         else:
             _progress(service, seq, "Checking the compiled model against ONNX Runtime on the golden input.")
-            report = output_parity.compare(reference, _load_here(compiled, list(reference)).run(tensor))
+            report = output_parity.compare(reference, _run_as_the_agent(compiled, tensor, list(reference)))
             if not report.ok:
                 raise PackagingFailure(
                     "The compiled model does not match ONNX Runtime: "

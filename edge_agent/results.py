@@ -11,8 +11,10 @@ import numpy as np
 
 from edge_agent.errors import ModelOutputError
 
-# anomalib normalises its anomaly map so that its pixel threshold sits at 0.5.
+# anomalib normalises its scores and anomaly map so that its thresholds sit at 0.5; the same is the default
+# image threshold of every model that gives neither a threshold nor a decision of its own.
 PIXEL_THRESHOLD = 0.5
+DEFAULT_THRESHOLD = 0.5
 
 
 @dataclass(frozen=True)
@@ -68,12 +70,14 @@ def has_mask(spec: dict[str, Any]) -> bool:
 
 
 def label_image(spec: dict[str, Any], outputs: dict[str, np.ndarray], width: int, height: int) -> np.ndarray:
-    """(height, width) uint8 label indices into spec['labels'] at the input image's size."""
+    """(height, width) uint8 label indices into spec['labels'] at the input image's size. An anomalib model's
+    own `pred_mask` (its pixel threshold baked in, e.g. 0.7 for sensitivity 0.3) is used when it has one;
+    otherwise its anomaly map is cut at 0.5."""
     roles = spec["outputs"]
     if "class_map" in roles:
         labels = outputs[roles["class_map"]][0].argmax(axis=0).astype(np.uint8)
         return cv2.resize(labels, (width, height), interpolation=cv2.INTER_NEAREST)
-    if "anomaly_map" in roles:
+    if "pred_mask" not in roles:
         heat = np.ascontiguousarray(outputs[roles["anomaly_map"]][0, 0], dtype=np.float32)
         heat = cv2.resize(heat, (width, height), interpolation=cv2.INTER_LINEAR)
         labels = cv2.compare(heat, PIXEL_THRESHOLD, cv2.CMP_GE)  # 0 / 255, one SIMD pass
@@ -142,15 +146,21 @@ def detect(
     threshold: float | None = None,
     mask_size: tuple[int, int] | None = None,
 ) -> Detection:
-    """Score, threshold (the model's unless overridden), decision and confidence; with `mask_size` = (width,
-    height), also the mask and anomaly areas of segmentation-capable models.
+    """Score, threshold, decision and confidence; with `mask_size` = (width, height), also the mask and anomaly
+    areas of segmentation-capable models.
 
-    Confidence is the score when the image is called anomalous and 1 − score when it is called normal:
-    how far the model leans towards the answer it gave.
+    The decision is `score >= threshold` for a threshold configured on the agent (`threshold`) or in the model's
+    metadata, in that order; with neither, an anomalib model's own `pred_label` decides (reported against its
+    normalised threshold, 0.5), and any other model uses 0.5. Confidence is the score when the image is called
+    anomalous and 1 − score when it is called normal: how far the model leans towards the answer it gave.
     """
     score = image_score(spec, outputs)
-    limit = spec["threshold"] if threshold is None else threshold
-    anomalous = score >= limit
+    configured = threshold if threshold is not None else spec.get("threshold")
+    limit = DEFAULT_THRESHOLD if configured is None else configured
+    if configured is None and "pred_label" in spec["outputs"]:
+        anomalous = bool(outputs[spec["outputs"]["pred_label"]].reshape(-1)[0])
+    else:
+        anomalous = score >= limit
     mask, areas = None, []
     if mask_size is not None and has_mask(spec):
         mask, areas = paint(label_image(spec, outputs, *mask_size), spec)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
 from pathlib import Path
 
@@ -19,6 +21,24 @@ def load_runtime_library_only() -> None:
     os.environ.setdefault(RUNTIME_ONLY_ENV, "1")
 
 
+# Libraries of the TVM wheel beside libtvm_runtime that compiled modules may call into, which the full
+# `import tvm` loads by itself and the runtime-only import does not: libtvm_runtime_extra holds the sort
+# kernels (tvm.contrib.sort.topk/argsort) that TopK and ArgSort compile to, e.g. PatchCore's nearest-neighbour
+# search. (libtvm_runtime_cuda is loaded for NVIDIA bundles only: cuda_device_code.)
+RUNTIME_EXTENSIONS = ("libtvm_runtime_extra.so",)
+
+
+@functools.cache
+def load_runtime_extensions() -> None:
+    """Load RUNTIME_EXTENSIONS (once; a library already loaded by the full import is not loaded twice)."""
+    import tvm.libinfo
+
+    folder = Path(tvm.libinfo.find_libtvm_runtime()).parent
+    for name in RUNTIME_EXTENSIONS:
+        if (folder / name).is_file():
+            ctypes.CDLL(str(folder / name), mode=os.RTLD_LOCAL)  # registers its functions with the runtime
+
+
 class CompiledModule:
     """One loaded module with its own VM; not shared between threads. With `cubin`, it runs on the GPU."""
 
@@ -29,6 +49,7 @@ class CompiledModule:
         from tvm.runtime.vm import VirtualMachine
 
         self._tvm = tvm
+        load_runtime_extensions()
         if cubin is not None:
             cuda_device_code.provide(cubin)
             self._device = tvm.cuda(0)

@@ -64,3 +64,67 @@ def sqrt_score(size: int = 64) -> onnx.ModelProto:
     inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, size, size])]
     outputs = [helper.make_tensor_value_info("pred_score", TensorProto.FLOAT, [1])]
     return _model(nodes, inputs, outputs, [one, shape])
+
+
+def nearest_neighbour_score(size: int = 64, bank: int = 32, k: int = 3) -> onnx.ModelProto:
+    """PatchCore-style: every 8×8 patch's feature (a strided conv) against a memory bank; each patch's k nearest
+    distances (TopK: TVM compiles it to the runtime's sort kernels) averaged; pred_score = a squashed maximum,
+    anomaly_map = the per-patch distance grid upsampled to the input."""
+    rng = np.random.default_rng(3)
+    grid, channels = size // 8, 16
+    constants = {
+        "w": rng.standard_normal((channels, 3, 8, 8)).astype(np.float32) * 0.05,
+        "memory": rng.standard_normal((channels, bank)).astype(np.float32),
+        "k": np.array([k], dtype=np.int64),
+        "patches": np.array([1, channels, grid * grid], dtype=np.int64),
+        "grid": np.array([1, 1, grid, grid], dtype=np.int64),
+        "sizes": np.array([1, 1, size, size], dtype=np.int64),
+    }
+    nodes = [
+        helper.make_node("Conv", ["input", "w"], ["features"], strides=[8, 8]),
+        helper.make_node("Reshape", ["features", "patches"], ["flat"]),
+        helper.make_node("Transpose", ["flat"], ["rows"], perm=[0, 2, 1]),  # [1, P, C]
+        helper.make_node("MatMul", ["rows", "memory"], ["similarity"]),  # [1, P, bank]
+        helper.make_node("Neg", ["similarity"], ["distance"]),
+        helper.make_node("TopK", ["distance", "k"], ["nearest", "nearest_index"], axis=2, largest=0),
+        helper.make_node("ReduceMean", ["nearest"], ["patch_score"], axes=[2], keepdims=0),  # [1, P]
+        helper.make_node("Reshape", ["patch_score", "grid"], ["coarse"]),
+        helper.make_node("Resize", ["coarse", "", "", "sizes"], ["upsampled"], mode="linear"),
+        helper.make_node("Sigmoid", ["upsampled"], ["anomaly_map"]),
+        helper.make_node("ReduceMax", ["anomaly_map"], ["peak"], axes=[1, 2, 3], keepdims=0),
+        helper.make_node("Identity", ["peak"], ["pred_score"]),
+    ]
+    inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, size, size])]
+    outputs = [
+        helper.make_tensor_value_info("pred_score", TensorProto.FLOAT, [1]),
+        helper.make_tensor_value_info("anomaly_map", TensorProto.FLOAT, [1, 1, size, size]),
+    ]
+    return _model(nodes, inputs, outputs, [numpy_helper.from_array(v, n) for n, v in constants.items()])
+
+
+def anomalib_with_own_decisions(size: int = 64, image_threshold: float = 0.6, pixel_threshold: float = 0.7):
+    """anomalib 2.x's output convention with thresholds that are not 0.5 (what a non-default sensitivity bakes
+    in): anomaly_map = sigmoid of a smoothed red − green difference, pred_score = its maximum, pred_label =
+    pred_score ≥ image_threshold, pred_mask = anomaly_map ≥ pixel_threshold."""
+    kernel = np.zeros((1, 3, 5, 5), dtype=np.float32)
+    kernel[0, 0], kernel[0, 1] = 1.0 / 25, -1.0 / 25  # smoothed red − green: textured, image-dependent maps
+    constants = {
+        "w": kernel * 4.0,
+        "image_threshold": np.array(image_threshold, dtype=np.float32),
+        "pixel_threshold": np.array(pixel_threshold, dtype=np.float32),
+    }
+    nodes = [
+        helper.make_node("Conv", ["input", "w"], ["raw"], pads=[2, 2, 2, 2]),
+        helper.make_node("Sigmoid", ["raw"], ["anomaly_map"]),
+        helper.make_node("ReduceMax", ["anomaly_map"], ["pred_score"], axes=[1, 2, 3], keepdims=0),
+        helper.make_node("GreaterOrEqual", ["pred_score", "image_threshold"], ["pred_label"]),
+        helper.make_node("GreaterOrEqual", ["anomaly_map", "pixel_threshold"], ["pred_mask"]),
+    ]
+    inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, size, size])]
+    outputs = [
+        helper.make_tensor_value_info("pred_score", TensorProto.FLOAT, [1]),
+        helper.make_tensor_value_info("pred_label", TensorProto.BOOL, [1]),
+        helper.make_tensor_value_info("anomaly_map", TensorProto.FLOAT, [1, 1, size, size]),
+        helper.make_tensor_value_info("pred_mask", TensorProto.BOOL, [1, 1, size, size]),
+    ]
+    return _model(nodes, inputs, outputs, [numpy_helper.from_array(v, n) for n, v in constants.items()])

@@ -174,6 +174,27 @@ def test_segmentation_mask_areas_and_colours() -> None:
     assert result.is_anomalous and result.anomaly_score == pytest.approx(1 - np.exp(5) / (np.exp(5) + np.exp(10) + 1))
 
 
+def test_an_anomalib_models_own_decisions_are_used_unless_a_threshold_is_configured() -> None:
+    spec = {
+        "model_type": "anomalib",
+        "outputs": {r: r for r in ("pred_score", "pred_label", "anomaly_map", "pred_mask")},
+        "threshold": None,
+        "labels": [{"name": "background", "color": "#FFFFFF"}, {"name": "anomaly", "color": "#FF0000"}],
+    }
+    heat = np.full((1, 1, 4, 4), 0.6, np.float32)  # above 0.5 everywhere, but the model's pixel threshold is 0.7
+    own_mask = np.zeros((1, 1, 4, 4), bool)
+    own_mask[0, 0, 0, 0] = True
+    outputs = {"pred_score": np.array([0.55], np.float32), "pred_label": np.array([False]), "anomaly_map": heat,
+               "pred_mask": own_mask}  # fmt: skip
+    own = detect(spec, outputs, mask_size=(4, 4))
+    assert not own.is_anomalous and own.anomaly_threshold == 0.5 and own.confidence == pytest.approx(0.45)
+    assert [(a.name, a.fraction) for a in own.anomalies] == [("background", 15 / 16), ("anomaly", 1 / 16)]
+    assert detect(spec, outputs, threshold=0.55).is_anomalous  # the agent's configured threshold wins
+    assert detect({**spec, "threshold": 0.5}, outputs).is_anomalous  # and so does one in the model metadata
+    del spec["outputs"]["pred_label"]
+    assert detect(spec, outputs).is_anomalous  # no decision of its own: score >= 0.5
+
+
 def test_classification_has_no_mask_and_nan_scores_are_refused() -> None:
     spec = {
         "model_type": "classification",
