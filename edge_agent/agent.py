@@ -10,8 +10,9 @@ from concurrent.futures import Future
 import numpy as np
 
 from edge_agent.config import AgentConfig
+from edge_agent.defaults import COMPONENT_NAME
 from edge_agent.deployments import Deployment
-from edge_agent.errors import InvalidArgument, ModelNotFound
+from edge_agent.errors import InvalidArgument, ModelNotFound, quoted
 from edge_agent.memory_budget import MIB, MemoryBudget
 from edge_agent.model_slot import ModelInfo, ModelSlot, ModelStatus, PoolSettings
 from edge_agent.results import Detection
@@ -90,6 +91,11 @@ class Agent:
     def _slot(self, name: str) -> ModelSlot:
         if not name:
             raise InvalidArgument("model_component is empty: give the name of a model component on this device")
+        if not COMPONENT_NAME.fullmatch(name):
+            raise InvalidArgument(
+                f"model_component {quoted(name)} is not a Greengrass component name: 1 to 128 letters, digits, '.', "
+                "'-' and '_'"
+            )
         with self._lock:
             slot = self._slots.get(name)
             known = sorted(self._slots)

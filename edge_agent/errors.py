@@ -40,3 +40,13 @@ class ModelOutputError(AgentError):
     """The model produced something the result mapping cannot use (e.g. a NaN score)."""
 
     code = "INTERNAL"
+
+
+QUOTED_CHARS = 64
+
+
+def quoted(text: str) -> str:
+    """A client's string as error messages show it: quoted, and cut (with its length) when it is long."""
+    if len(text) <= QUOTED_CHARS:
+        return repr(text)
+    return f"{text[:QUOTED_CHARS]!r}… ({len(text)} characters)"

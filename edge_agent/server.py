@@ -15,8 +15,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from edge_agent.agent import Agent
 from edge_agent.config import AgentConfig, socket_path
-from edge_agent.generated import edge_agent_pb2_grpc as pb_grpc
-from edge_agent.servicer import EdgeAgentServicer
+from edge_agent.servicer import EdgeAgentServicer, add_to_server
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = "AWS.LookoutVision.EdgeAgent"
@@ -66,7 +65,7 @@ class AgentServer:
             ],
             maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS,
         )
-        pb_grpc.add_EdgeAgentServicer_to_server(EdgeAgentServicer(agent), self._server)
+        add_to_server(EdgeAgentServicer(agent), self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         self._inode: int | None = None
 

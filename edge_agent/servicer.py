@@ -13,7 +13,7 @@ from concurrent.futures import CancelledError
 from typing import Any
 
 import grpc
-from google.protobuf import unknown_fields
+from google.protobuf import message_factory, unknown_fields
 from google.protobuf.message import DecodeError
 
 from edge_agent.agent import Agent
@@ -33,6 +33,8 @@ MASK_FIELD = "anomaly_mask_params.shared_memory_handle"
 # Trailing metadata on every DetectAnomalies reply: milliseconds spent in the compiled model, so a client
 # (benchmarks/) can tell the agent's own overhead from inference. AWS clients ignore unknown trailers.
 INFERENCE_TIME_TRAILER = "lookout-edge-inference-ms"
+LOGGED_MESSAGE_CHARS = 500  # a client's strings reach the log only this far (they can be megabytes long)
+SERVER_FAULTS = ("INTERNAL", "UNKNOWN")
 
 
 def _rpc(method: Callable) -> Callable:
@@ -43,11 +45,11 @@ def _rpc(method: Callable) -> Callable:
         except AgentError as exc:
             code, message = grpc.StatusCode[exc.code], str(exc)
             log.log(
-                logging.ERROR if exc.code in ("INTERNAL", "UNKNOWN") else logging.INFO,
+                logging.ERROR if exc.code in SERVER_FAULTS else logging.DEBUG,  # a client's mistake is its own
                 "%s: %s: %s",
                 method.__name__,
                 exc.code,
-                message,
+                message[:LOGGED_MESSAGE_CHARS],
             )
         except CancelledError:
             code, message = grpc.StatusCode.CANCELLED, "the call was cancelled before the model ran it"
@@ -155,3 +157,35 @@ class EdgeAgentServicer(pb_grpc.EdgeAgentServicer):
     def DescribeModel(self, request: pb.DescribeModelRequest, context: grpc.ServicerContext):
         info = self.agent.describe(request.model_component)
         return pb.DescribeModelResponse(model_description=pb.ModelDescription(**_model_fields(info)))
+
+
+def _decoding(handler: Callable, request_type: type) -> Callable:
+    def handle(raw: bytes, context: grpc.ServicerContext) -> Any:
+        try:
+            request = request_type.FromString(raw)
+        except DecodeError as exc:
+            log.debug("undecodable %s (%d bytes): %s", request_type.DESCRIPTOR.name, len(raw), exc)
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"the request is not a valid {request_type.DESCRIPTOR.full_name} message ({exc}); build it with "
+                "stubs generated from edge-agent.proto",
+            )
+        return handler(request, context)
+
+    return handle
+
+
+def add_to_server(servicer: EdgeAgentServicer, server: grpc.Server) -> None:
+    """Register the Edge Agent service, every method from the proto's service descriptor, with requests decoded
+    here: bytes that are not the method's message get INVALID_ARGUMENT (gRPC's own decoding would answer
+    INTERNAL and log a traceback for each)."""
+    service = pb.DESCRIPTOR.services_by_name["EdgeAgent"]
+    handlers = {
+        method.name: grpc.unary_unary_rpc_method_handler(
+            _decoding(getattr(servicer, method.name), message_factory.GetMessageClass(method.input_type)),
+            request_deserializer=None,
+            response_serializer=message_factory.GetMessageClass(method.output_type).SerializeToString,
+        )
+        for method in service.methods
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_agent.errors import InvalidArgument
+from edge_agent.errors import InvalidArgument, quoted
 
 SHM_ROOT = Path("/dev/shm")  # where Linux's shm_open keeps segments
 NAME_MAX = 255
@@ -35,8 +35,8 @@ def _segment_path(ref: SegmentRef, field: str) -> Path:
     bare = ref.name[1:] if ref.name.startswith("/") else ref.name
     if not bare or "/" in bare or bare in (".", "..") or len(bare) > NAME_MAX or "\0" in bare:
         raise InvalidArgument(
-            f"{field}.name {ref.name!r} is not a POSIX shared-memory name: use '/name' with no other '/' "
-            f"and at most {NAME_MAX} characters, as passed to shm_open"
+            f"{field}.name {quoted(ref.name)} is not a POSIX shared-memory name: use '/name' with no other '/' and "
+            f"at most {NAME_MAX} characters, as passed to shm_open"
         )
     return SHM_ROOT / bare
 

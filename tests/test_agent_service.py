@@ -421,3 +421,33 @@ def test_threshold_changes_without_restart(agent, stub, pb, samples) -> None:
         agent.reconfigure({})
     restored = detect(stub, pb, BOARDS, normal).detect_anomaly_result
     assert restored.anomaly_threshold == np.float32(0.5)
+
+
+def test_undecodable_requests_are_the_clients_error(agent, stub, pb) -> None:
+    """Bytes that are not the method's message: INVALID_ARGUMENT, no traceback in the agent's log."""
+    with agent.channel() as channel:
+        for method in ("DetectAnomalies", "StartModel", "DescribeModel", "ListModels"):
+            raw = channel.unary_unary(f"/AWS.LookoutVision.EdgeAgent/{method}")  # no (de)serialiser: bytes
+            for garbage in (b"\xff\xff\xff\xff", b"\x0a\x05ab", b"\x12\xff\x01" + b"x" * 10):
+                error = rpc_error(lambda raw=raw, garbage=garbage: raw(garbage))
+                assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, (method, garbage, error.details())
+                assert "is not a valid AWS.LookoutVision." in error.details()
+    assert "Exception deserializing" not in agent.log() and "Traceback" not in agent.log()
+    assert stub.ListModels(pb.ListModelsRequest()).models  # still serving
+
+
+def test_huge_client_strings_are_refused_briefly_and_barely_logged(agent, stub, pb) -> None:
+    before = agent.log_path.stat().st_size
+    name = "x" * (1 << 20)
+    for call in calls_naming(stub, pb, name):
+        error = rpc_error(call)
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()[:200]
+        assert "… (1048576 characters) is not a Greengrass component name" in error.details()
+        assert len(error.details()) < 400
+    segment = pb.SharedMemoryHandle(name="/" + "s" * (1 << 20), size=12288)
+    request = pb.DetectAnomaliesRequest(
+        model_component=SQRT, bitmap=pb.Bitmap(width=64, height=64, shared_memory_handle=segment)
+    )
+    error = rpc_error(lambda: stub.DetectAnomalies(request))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and len(error.details()) < 400
+    assert agent.log_path.stat().st_size - before < 20_000
