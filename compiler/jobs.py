@@ -11,8 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from compiler.database import Database
-from compiler.errors import ConflictException, ResourceNotFoundException, ServiceQuotaExceededException
+from compiler.errors import (
+    ConflictException,
+    ResourceNotFoundException,
+    ServiceQuotaExceededException,
+    ValidationException,
+)
 from compiler.job_steps import JobStep, fail_job, record_step, steps_after
+from compiler.output_store import prefix_problem
 from compiler.pagination import DEFAULT_PAGE_SIZE, page_rows
 from compiler.registry import ACTIVE_JOB_STATES, Registry
 from compiler.settings import Settings
@@ -29,7 +35,7 @@ def component_version_arn(settings: Settings, name: str, version: str) -> str:
     return f"arn:aws:greengrass:{settings.region}:{settings.account}:components:{name}:versions:{version}"
 
 
-def _pid_is_worker(pid: int | None) -> bool:
+def pid_is_worker(pid: int | None) -> bool:
     """True when `pid` is a live packaging worker (checked through /proc, so a reused pid does not count)."""
     if not pid:
         return False
@@ -60,6 +66,13 @@ class PackagingJobs:
         greengrass = Configuration["Greengrass"]
         resolve_target(greengrass)  # every target rule is checked now, before the job exists
         tuning_request(greengrass, self.settings)
+        prefix = greengrass["S3OutputLocation"].get("Prefix")
+        problem = prefix_problem(prefix)
+        if problem:
+            raise ValidationException(
+                f"Value '{prefix}' at 'configuration.greengrass.s3OutputLocation.prefix' failed to satisfy "
+                f"constraint: the prefix {problem}; use a prefix such as 'models/line-1/'."
+            )
         job_name = JobName or str(uuid.uuid4())
         now = time.time()
         with self.db.transaction() as conn:
@@ -187,7 +200,7 @@ class PackagingJobs:
         """Fail RUNNING jobs whose worker died; make sure queued jobs have a worker."""
         with self.db.transaction() as conn:
             for row in conn.execute("SELECT * FROM jobs WHERE status = 'RUNNING'").fetchall():
-                if _pid_is_worker(row["worker_pid"]) or row["worker_pid"] == os.getpid():
+                if pid_is_worker(row["worker_pid"]) or row["worker_pid"] == os.getpid():
                     continue
                 message = (
                     f"The packaging worker (pid {row['worker_pid']}) stopped while the job was running "

@@ -15,6 +15,18 @@ def object_key(prefix: str | None, *parts: str) -> str:
     return "/".join([head, *parts]) if head else "/".join(parts)
 
 
+def prefix_problem(prefix: str | None) -> str | None:
+    """Why a key prefix cannot be used (a '.' or '..' segment, a leading '/': the local store would write
+    outside the bucket's folder, and S3 consoles show such keys badly), or None."""
+    if not prefix:
+        return None
+    if prefix.startswith("/"):
+        return "must not start with '/'"
+    if any(segment in (".", "..") for segment in prefix.split("/")):
+        return "must not contain '.' or '..' path segments"
+    return None
+
+
 def s3_uri(bucket: str, key: str) -> str:
     return f"s3://{bucket}/{key}"
 

@@ -21,6 +21,7 @@ from compiler.model_contract import ModelSpec
 from compiler.output_store import object_key, s3_uri
 from compiler.recipe import artifact_digest, build_recipe, recipe_file_stem, write_recipes
 from compiler.recipe_rules import recipe_problems
+from compiler.scratch import scratch_folder
 from compiler.targets import TargetSpec, resolve_target
 from compiler.tensorrt_onnx import (
     TENSORRT_PROFILE,
@@ -134,9 +135,7 @@ def run_pipeline(service: Service, seq: int) -> PackagingResult:
     model_version = service.registry.get_model(job["project"], str(job["model_version"]))
     spec = model_version.spec
     name, version = job["component_name"], job["component_version"]
-    service.settings.data_dir.joinpath("work").mkdir(parents=True, exist_ok=True)
-
-    with tempfile.TemporaryDirectory(dir=service.settings.data_dir / "work") as work:
+    with scratch_folder(service.settings.data_dir, f"job{seq}") as work:
         bundle_dir = Path(work) / "bundle"
         bundle_dir.mkdir()
         source = onnx.load(str(service.registry.blob_path(model_version.sha256)))

@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from compiler.database import Database
-from compiler.errors import ConflictException, ResourceNotFoundException
+from compiler.errors import ConflictException, ResourceNotFoundException, ValidationException
 from compiler.model_contract import ModelSpec, inspect_model
 from compiler.model_file import read_model_file
+from compiler.operator_support import unsupported_operators
 from compiler.pagination import DEFAULT_PAGE_SIZE, page_rows
 from compiler.settings import Settings
 from compiler.timestamps import to_datetime
+from compiler.tvm_build import tvm_version
 
 ACTIVE_JOB_STATES = ("CREATED", "RUNNING")
 
@@ -190,6 +192,13 @@ class Registry:
         self.project_row(None, ProjectName)
         model_file = read_model_file(Path(ModelFile).expanduser())
         spec = inspect_model(model_file.model, ModelType, ModelMetadata or {})
+        unsupported = unsupported_operators(model_file.model)
+        if unsupported:
+            raise ValidationException(
+                f"The model uses operators the compiler (TVM {tvm_version()}'s ONNX importer) cannot convert: "
+                f"{', '.join(unsupported)}. Export it with standard ONNX operators only (no custom or "
+                "vendor-specific domains such as com.microsoft)."
+            )
         sha = self._store_blob(model_file.data)
         now = time.time()
         with self.db.transaction() as conn:

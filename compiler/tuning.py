@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,6 +23,7 @@ import numpy as np
 
 from compiler.candidate_builds import build_candidates, failure_text
 from compiler.errors import ValidationException
+from compiler.scratch import scratch_folder
 from compiler.settings import Settings
 from compiler.targets import TargetSpec, parse_compiler_options
 from edge_agent.cpu_threads import configure_thread_pool
@@ -292,7 +292,7 @@ def schedule_module(
                 "(tuning-database), else TVM's default schedules."
             )
         else:
-            tuning = _search(mod, tvm_target, own, request, wanted, len(tasks), report, names)
+            tuning = _search(mod, tvm_target, own, request, wanted, len(tasks), report, names, data_dir)
     database = readers[0] if len(readers) == 1 else ms.database.UnionDatabase(*readers)
     tuning.records_used = sum(1 for t in tasks if any(_record_count(r, t.dispatched[0], 1) for r in readers))
     tuning.tasks = len(tasks)
@@ -336,7 +336,15 @@ def _meta_schedule_logging() -> Iterator[None]:
 
 
 def _search(
-    mod: Any, target: Any, own: Any, request: TuningRequest, trials: int, tasks: int, report: Progress, names: list
+    mod: Any,
+    target: Any,
+    own: Any,
+    request: TuningRequest,
+    trials: int,
+    tasks: int,
+    report: Progress,
+    names: list,
+    data_dir: Path,
 ) -> TuningReport:
     import tvm.s_tir.meta_schedule as ms
 
@@ -355,7 +363,7 @@ def _search(
             )
 
     stopped = False
-    with tempfile.TemporaryDirectory(prefix="lookout-edge-tune-") as work, _meta_schedule_logging():
+    with scratch_folder(data_dir, "tune") as work, _meta_schedule_logging():
         builder, runner, callback = _make_measurers(work, deadline, progress)
         try:
             ms.relax_integration.tune_relax(

@@ -13,7 +13,9 @@ import traceback
 
 from compiler.database import Database
 from compiler.job_steps import fail_job, record_step
+from compiler.jobs import pid_is_worker
 from compiler.pipeline import PackagingFailure, run_pipeline
+from compiler.scratch import remove_orphaned
 from compiler.service import Service
 from compiler.settings import Settings
 from edge_agent.cpu_threads import configure_thread_pool
@@ -77,6 +79,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(levelname)s %(message)s")
     configure_thread_pool()  # before any TVM kernel runs: tuning measures on the threads the agent will use
     service = Service(Settings.from_env(args.data_dir), recover=False)
+    for folder in remove_orphaned(service.settings.data_dir, pid_is_worker):
+        log.info("removed %s, left by a packaging worker that stopped", folder)
     pool = service.workers
     while True:
         with pool.slot() as index:

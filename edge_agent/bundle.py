@@ -15,6 +15,14 @@ MANIFEST_NAME = "manifest.json"
 BUNDLE_FORMAT = "lookout-edge-bundle/1"
 
 
+# Bounds on what a bundle zip may unpack to, checked from its directory before anything is written. Weights
+# barely compress (a 87 MB library zips to ~80 MB), so a large archive expanding 20-fold is not a model.
+MAX_ENTRIES = 1000
+MAX_UNPACKED_BYTES = 8 << 30
+SMALL_BUNDLE_BYTES = 64 << 20  # below this any expansion is fine (golden arrays of zeros compress well)
+MAX_EXPANSION = 20
+
+
 class BundleError(Exception):
     """A bundle that is missing, malformed, or whose files do not match the manifest."""
 
@@ -105,14 +113,33 @@ def verify_bundle(root: Path) -> Bundle:
     return Bundle(root=root, manifest=manifest)
 
 
+def _check_archive(archive: Path, zf: zipfile.ZipFile, destination: Path) -> None:
+    """Refuse, before anything is written, entries that escape `destination` and archives that would unpack to
+    more than the bounds allow (a zip bomb: a few MB that unpack to GiB)."""
+    entries = zf.infolist()
+    if len(entries) > MAX_ENTRIES:
+        raise BundleError(f"{archive} has {len(entries)} entries; a bundle has at most {MAX_ENTRIES}")
+    for entry in entries:
+        if not (destination / entry.filename).resolve().is_relative_to(destination.resolve()):
+            raise BundleError(f"{archive}: entry {entry.filename[:200]!r} would be written outside the bundle folder")
+    unpacked = sum(entry.file_size for entry in entries)
+    limit = (
+        MAX_UNPACKED_BYTES
+        if unpacked <= SMALL_BUNDLE_BYTES
+        else min(MAX_UNPACKED_BYTES, MAX_EXPANSION * archive.stat().st_size)
+    )
+    if unpacked > limit:
+        raise BundleError(
+            f"{archive} would unpack to {unpacked / 2**20:.0f} MiB from {archive.stat().st_size / 2**20:.1f} MiB; "
+            f"a bundle unpacks to at most {MAX_UNPACKED_BYTES / 2**30:.0f} GiB and {MAX_EXPANSION}× its archive"
+        )
+
+
 def unpack_bundle(archive: Path, destination: Path) -> Path:
-    """Unpack a bundle zip (refusing paths that escape `destination`); returns the bundle folder."""
+    """Unpack a bundle zip after `_check_archive`; returns the bundle folder."""
     try:
         with zipfile.ZipFile(archive) as zf:
-            for member in zf.namelist():
-                target = (destination / member).resolve()
-                if not target.is_relative_to(destination.resolve()):
-                    raise BundleError(f"{archive}: entry {member!r} would be written outside the bundle folder")
+            _check_archive(archive, zf, destination)
             zf.extractall(destination)
     except (zipfile.BadZipFile, EOFError) as exc:
         raise BundleError(f"{archive} is not a complete zip archive ({exc}): copy the bundle again") from None

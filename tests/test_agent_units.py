@@ -100,6 +100,29 @@ def test_shared_memory_reads_exact_buffers_and_writes_masks() -> None:
         shm.unlink()
 
 
+def test_a_zip_bomb_is_refused_before_anything_is_written(tmp_path) -> None:
+    import zipfile
+
+    from edge_agent.bundle import BundleError, unpack_bundle
+
+    bomb = tmp_path / "model.zip"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("manifest.json", "{}")
+        zf.writestr("model.so", bytes(96 << 20))  # 96 MiB of zeros: ~100 KB compressed
+    destination = tmp_path / "unpacked"
+    destination.mkdir()
+    with pytest.raises(BundleError, match=r"would unpack to 96 MiB from 0\.1 MiB"):
+        unpack_bundle(bomb, destination)
+    assert list(destination.iterdir()) == []
+    many = tmp_path / "many.zip"
+    with zipfile.ZipFile(many, "w") as zf:
+        for i in range(1001):
+            zf.writestr(f"f{i}", b"")
+    with pytest.raises(BundleError, match="1001 entries; a bundle has at most 1000"):
+        unpack_bundle(many, destination)
+    assert list(destination.iterdir()) == []
+
+
 def test_padded_rows_are_read_without_their_padding() -> None:
     """GStreamer pads RGB rows to 4 bytes: width 225 → 676-byte rows, size = 676 × height."""
     width, height, stride = 225, 70, 676

@@ -11,7 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from compiler.errors import ConflictException, ResourceNotFoundException, ServiceQuotaExceededException
+from compiler.errors import (
+    ConflictException,
+    ResourceNotFoundException,
+    ServiceQuotaExceededException,
+    ValidationException,
+)
 from compiler.validation import check_response
 from tests.conftest import X86_CONFIGURATION, make_service, stop_workers, wait_for_job
 
@@ -46,6 +51,18 @@ def test_defaults_job_name_component_version_and_description(queue_only, classif
     assert description["ModelPackagingConfiguration"] == _configuration()
     row = queue_only.db.query("SELECT component_version FROM jobs WHERE name = ?", (job,))[0]
     assert row[0] == "1.0.0"
+
+
+@pytest.mark.parametrize("prefix", ["../../../tmp/x/", "models/../../x/", "/absolute/", "a/./b/"])
+def test_a_prefix_escaping_the_bucket_is_refused_at_the_call(queue_only, classifier_file, prefix: str) -> None:
+    _project_with_model(queue_only, classifier_file)
+    configuration = _configuration()
+    configuration["Greengrass"]["S3OutputLocation"]["Prefix"] = prefix
+    with pytest.raises(ValidationException, match=r"at 'configuration\.greengrass\.s3OutputLocation\.prefix'"):
+        queue_only.call(
+            "StartModelPackagingJob", {"ProjectName": "p", "ModelVersion": "1", "Configuration": configuration}
+        )
+    assert queue_only.call("ListModelPackagingJobs", {"ProjectName": "p"})["ModelPackagingJobs"] == []
 
 
 def test_client_token_idempotency(queue_only, classifier_file) -> None:
@@ -190,6 +207,10 @@ def test_job_whose_worker_died_is_failed_with_an_explanation(service, classifier
     description = description["ModelPackagingDescription"]
     assert description["Status"] == "FAILED"
     assert f"worker (pid {pid}) stopped while the job was running" in description["StatusMessage"]
+    # Its scratch folders (the real one, if it got that far, and one more as a stand-in) go when a worker starts.
+    work = restarted.settings.data_dir / "work"
+    (work / f"tune-pid{pid}-stale").mkdir(parents=True, exist_ok=True)
     # The reservation is released: the same component version can be packaged again.
     assert wait_for_job(restarted, "p", _start(restarted))["Status"] == "SUCCEEDED"
     stop_workers(restarted)
+    assert not [f.name for f in work.iterdir() if f"pid{pid}-" in f.name]

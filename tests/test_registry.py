@@ -164,6 +164,19 @@ def test_external_weights_larger_than_their_data_file_are_refused(service, tmp_p
         service.call("CreateModel", {"ProjectName": "p", "ModelFile": str(tmp_path / "model.onnx")})
 
 
+def test_a_model_with_an_operator_the_compiler_cannot_convert_is_refused_at_create_model(service, tmp_path) -> None:
+    from onnx import helper
+
+    model = classifier()
+    model.graph.node.insert(0, helper.make_node("FastGelu", ["input"], ["input_gelu"], domain="com.microsoft"))
+    model.graph.node[1].input[0] = "input_gelu"
+    model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    service.call("CreateProject", {"ProjectName": "p"})
+    with pytest.raises(ValidationException, match=r"cannot convert: com\.microsoft\.FastGelu \(1 node\)"):
+        service.call("CreateModel", {"ProjectName": "p", "ModelFile": _save(model, tmp_path)})
+    assert service.call("ListModels", {"ProjectName": "p"})["Models"] == []
+
+
 def test_delete_is_refused_while_a_job_is_queued(queue_only, tmp_path, classifier_file) -> None:
     from tests.conftest import X86_CONFIGURATION
 
