@@ -46,6 +46,7 @@ class CompiledModule:
         self, library: Path, output_names: list[str], cubin: cuda_device_code.ShippedCubin | None = None
     ) -> None:
         import tvm
+        import tvm_ffi
         from tvm.runtime.vm import VirtualMachine
 
         self._tvm = tvm
@@ -55,7 +56,10 @@ class CompiledModule:
             self._device = tvm.cuda(0)
         else:
             self._device = tvm.cpu()
-        self._vm = VirtualMachine(tvm.runtime.load_module(str(library)), self._device)
+        # keep_module_alive=False: tvm_ffi's default keeps every loaded library, and the ~80 MB of weights it
+        # unpacks, alive until the process ends, so each StartModel/StopModel cycle would leak them. Nothing that
+        # outlives this object comes from the library (outputs are copied out, tensors come from the runtime).
+        self._vm = VirtualMachine(tvm_ffi.load_module(str(library), keep_module_alive=False), self._device)
         self._input: object | None = None  # the device tensor every request's input is copied into
         self.output_names = output_names
 
