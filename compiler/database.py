@@ -54,8 +54,9 @@ CREATE TABLE IF NOT EXISTS client_tokens (
     operation TEXT NOT NULL,
     token TEXT NOT NULL,
     request_hash TEXT NOT NULL,
-    result TEXT NOT NULL,
+    result TEXT NOT NULL,           -- '' while the request runs; set in the transaction of its effect
     created REAL NOT NULL,
+    claimer_pid INTEGER,            -- the process running the request (a dead one leaves a stale claim)
     PRIMARY KEY (operation, token)
 );
 CREATE TABLE IF NOT EXISTS components (
@@ -73,6 +74,18 @@ CREATE TABLE IF NOT EXISTS components (
 """
 
 
+# Columns added after the first release: a data directory made by an older version gets them at open.
+ADDED_COLUMNS = {"client_tokens": {"claimer_pid": "INTEGER"}}
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    for table, columns in ADDED_COLUMNS.items():
+        present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        for name, kind in columns.items():
+            if name not in present:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+
+
 class Database:
     """A connection per call site; writes go through `transaction()` (BEGIN IMMEDIATE)."""
 
@@ -83,6 +96,7 @@ class Database:
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(SCHEMA)
+            _add_missing_columns(conn)
         finally:
             conn.close()
 

@@ -17,6 +17,7 @@ from compiler.errors import (
     ServiceQuotaExceededException,
     ValidationException,
 )
+from compiler.idempotency import settle
 from compiler.job_steps import JobStep, fail_job, record_step, steps_after
 from compiler.output_store import prefix_problem
 from compiler.pagination import DEFAULT_PAGE_SIZE, page_rows
@@ -121,6 +122,7 @@ class PackagingJobs:
                 ),
             ).lastrowid
             record_step(conn, seq, "CREATED", CREATED_MESSAGE)
+            settle(conn, {"JobName": job_name})
             conn.execute(
                 "INSERT INTO components (name, version, arn, job_seq, state, bucket, created) "
                 "VALUES (?, ?, ?, ?, 'RESERVED', ?, ?)",

@@ -14,6 +14,7 @@ from typing import Any
 
 from compiler.database import Database
 from compiler.errors import ConflictException, ResourceNotFoundException, ValidationException
+from compiler.idempotency import settle
 from compiler.model_contract import ModelSpec, inspect_model
 from compiler.model_file import read_model_file
 from compiler.operator_support import unsupported_operators
@@ -90,8 +91,8 @@ class Registry:
                 "INSERT INTO projects (name, arn, created, seq) VALUES (?, ?, ?, ?)",
                 (ProjectName, self.project_arn(ProjectName), now, seq),
             )
-            row = self.project_row(conn, ProjectName)
-        return {"ProjectMetadata": self._project_metadata(row)}
+            result = settle(conn, {"ProjectMetadata": self._project_metadata(self.project_row(conn, ProjectName))})
+        return result
 
     def describe_project(self, ProjectName: str) -> dict[str, Any]:
         row = self.project_row(None, ProjectName)
@@ -114,7 +115,8 @@ class Registry:
             row = self.project_row(conn, ProjectName)
             self._refuse_if_jobs_active(conn, ProjectName, None)
             conn.execute("DELETE FROM projects WHERE name = ?", (ProjectName,))
-        return {"ProjectArn": row["arn"]}
+            result = settle(conn, {"ProjectArn": row["arn"]})
+        return result
 
     def _refuse_if_jobs_active(self, conn: sqlite3.Connection, project: str, version: int | None) -> None:
         sql = f"SELECT name FROM jobs WHERE project = ? AND status IN {ACTIVE_JOB_STATES}"
@@ -223,7 +225,8 @@ class Registry:
             row = conn.execute(
                 "SELECT * FROM models WHERE project = ? AND version = ?", (ProjectName, version)
             ).fetchone()
-        return {"ModelMetadata": self._model_metadata(row)}
+            result = settle(conn, {"ModelMetadata": self._model_metadata(row)})
+        return result
 
     def describe_model(self, ProjectName: str, ModelVersion: str) -> dict[str, Any]:
         row = self._model_row(ProjectName, ModelVersion)
@@ -262,4 +265,5 @@ class Registry:
             self._refuse_if_jobs_active(conn, ProjectName, version)
             arn = self.model_arn(ProjectName, version)
             conn.execute("DELETE FROM models WHERE project = ? AND version = ?", (ProjectName, version))
-        return {"ModelArn": arn}
+            result = settle(conn, {"ModelArn": arn})
+        return result

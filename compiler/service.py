@@ -5,23 +5,19 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import time
 from collections.abc import Callable
 from typing import Any
 
-from compiler import timestamps
+from compiler import idempotency
 from compiler.api_model import OPERATIONS
 from compiler.catalog import ComponentCatalog
 from compiler.database import Database
-from compiler.errors import ConflictException
 from compiler.jobs import PackagingJobs
 from compiler.output_store import LocalFolderStore
 from compiler.registry import Registry
 from compiler.settings import Settings
 from compiler.validation import check_request
 from compiler.worker_pool import WorkerPool
-
-CLIENT_TOKEN_TTL = 8 * 3600  # ClientToken idempotency window, as in Lookout for Vision
 
 
 def operation_method(operation: str) -> str:
@@ -61,49 +57,9 @@ class Service:
         request_hash = hashlib.sha256(
             json.dumps({k: v for k, v in params.items() if k != token_member}, sort_keys=True, default=str).encode()
         ).hexdigest()
-        cached = self._claim_token(operation, token, request_hash)
+        resource_type = "MODEL_PACKAGE_JOB" if "Packaging" in operation else "PROJECT"
+        cached = idempotency.claim(self.db, operation, token, request_hash, resource_type)
         if cached is not None:
             return cached
-        try:
-            result = handler(**params)
-        except BaseException:
-            with self.db.transaction() as conn:
-                conn.execute("DELETE FROM client_tokens WHERE operation = ? AND token = ?", (operation, token))
-            raise
-        with self.db.transaction() as conn:
-            conn.execute(
-                "UPDATE client_tokens SET result = ? WHERE operation = ? AND token = ?",
-                (timestamps.dumps(result), operation, token),
-            )
-        return result
-
-    def _claim_token(self, operation: str, token: str, request_hash: str) -> dict[str, Any] | None:
-        """The earlier result for a replayed token, or None after recording this request as in progress."""
-        now = time.time()
-        with self.db.transaction() as conn:
-            conn.execute("DELETE FROM client_tokens WHERE created < ?", (now - CLIENT_TOKEN_TTL,))
-            row = conn.execute(
-                "SELECT * FROM client_tokens WHERE operation = ? AND token = ?", (operation, token)
-            ).fetchone()
-            if row is None:
-                conn.execute(
-                    "INSERT INTO client_tokens (operation, token, request_hash, result, created) "
-                    "VALUES (?, ?, ?, '', ?)",
-                    (operation, token, request_hash, now),
-                )
-                return None
-        resource_type = "MODEL_PACKAGE_JOB" if "Packaging" in operation else "PROJECT"
-        if row["request_hash"] != request_hash:
-            raise ConflictException(
-                f"ClientToken '{token}' was already used with different parameters in the "
-                "last 8 hours. Use a new ClientToken for a different request.",
-                token,
-                resource_type,
-            )
-        if not row["result"]:
-            raise ConflictException(
-                f"A request with ClientToken '{token}' is still in progress.",
-                token,
-                resource_type,
-            )
-        return timestamps.loads(row["result"])  # type: ignore[return-value]
+        with idempotency.handling(self.db, operation, token):
+            return handler(**params)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -77,6 +79,45 @@ def test_client_token_idempotency(queue_only, classifier_file) -> None:
         conn.execute("UPDATE client_tokens SET created = created - 8 * 3600 - 1")
     with pytest.raises(ConflictException, match="already exists"):  # same component version, so a new job conflicts
         _start(queue_only, ClientToken="token-1")
+
+
+CRASHING_CALL = """
+import os, sys
+from pathlib import Path
+from compiler.jobs import PackagingJobs
+from tests.conftest import make_service
+from tests.test_jobs import _configuration
+
+real = PackagingJobs.start_model_packaging_job
+def crash_after_commit(self, **params):
+    self.workers.ensure_worker = lambda: os._exit(9)  # the job's transaction has committed by then
+    return real(self, **params)
+def crash_before_commit(self, **params):
+    os._exit(9)
+PackagingJobs.start_model_packaging_job = {when}
+service = make_service(Path(sys.argv[1]), max_workers=0, max_queued_jobs=1000)
+request = {{"ProjectName": "p", "ModelVersion": "latest", "Configuration": _configuration(), "ClientToken": "t-1"}}
+service.call("StartModelPackagingJob", request)
+"""
+
+
+@pytest.mark.parametrize("when", ["crash_after_commit", "crash_before_commit"])
+def test_a_client_token_is_not_stuck_when_the_process_dies(queue_only, classifier_file, when: str) -> None:
+    """Killed after the job committed: the retry gets that job. Killed before: the retry runs the request."""
+    _project_with_model(queue_only, classifier_file)
+    died = subprocess.run(
+        [sys.executable, "-c", CRASHING_CALL.format(when=when), str(queue_only.settings.data_dir)],
+        cwd=Path(__file__).parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert died.returncode == 9, died.stderr
+    jobs_before = queue_only.call("ListModelPackagingJobs", {"ProjectName": "p"})["ModelPackagingJobs"]
+    retried = _start(queue_only, ClientToken="t-1")
+    jobs = queue_only.call("ListModelPackagingJobs", {"ProjectName": "p"})["ModelPackagingJobs"]
+    assert [j["JobName"] for j in jobs] == [retried]
+    assert len(jobs_before) == (1 if when == "crash_after_commit" else 0)
 
 
 def test_conflicts_on_job_name_and_component_version(queue_only, classifier_file) -> None:

@@ -177,6 +177,20 @@ def test_a_model_with_an_operator_the_compiler_cannot_convert_is_refused_at_crea
     assert service.call("ListModels", {"ProjectName": "p"})["Models"] == []
 
 
+def test_every_idempotent_operation_replays_its_first_result(service, classifier_file) -> None:
+    """Each operation with a ClientToken stores its result with its effect; a retry gets that result."""
+    calls = [
+        ("CreateProject", {"ProjectName": "p"}),
+        ("CreateModel", {"ProjectName": "p", "ModelFile": str(classifier_file)}),
+        ("DeleteModel", {"ProjectName": "p", "ModelVersion": "1"}),
+        ("DeleteProject", {"ProjectName": "p"}),
+    ]
+    for operation, params in calls:
+        first = service.call(operation, {**params, "ClientToken": f"{operation}-1"})
+        assert service.call(operation, {**params, "ClientToken": f"{operation}-1"}) == first, operation
+    assert service.call("ListProjects", {})["Projects"] == []
+
+
 def test_delete_is_refused_while_a_job_is_queued(queue_only, tmp_path, classifier_file) -> None:
     from tests.conftest import X86_CONFIGURATION
 
