@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import zipfile
 from pathlib import Path
 
 from edge_agent.bundle import BundleError, read_manifest, sha256_file, unpack_bundle
-from edge_agent.deployments import Registration
+from edge_agent.defaults import COMPONENT_NAME
+from edge_agent.deployments import Deployment, Registration
 from edge_agent.problem_log import ProblemLog
 
 
@@ -34,9 +36,11 @@ class ModelsFolder:
             self._unpacked[key] = destination
         return self._unpacked[key]
 
-    def registrations(self) -> dict[str, Registration]:
-        """Registrations for the bundles in the folder, named by their manifests; bad entries are logged."""
+    def scan(self) -> tuple[dict[str, Registration], dict[str, Deployment]]:
+        """Registrations for the bundles in the folder, named by their manifests, and a FAILED deployment (named
+        after the file) with the reason for each entry that cannot be used; problems are logged once."""
         registrations: dict[str, Registration] = {}
+        failures: dict[str, Deployment] = {}
         for entry in sorted(self.folder.iterdir()) if self.folder.is_dir() else []:
             if entry.name.startswith("."):
                 continue
@@ -44,15 +48,12 @@ class ModelsFolder:
                 folder = self._unpack(entry) if entry.suffix == ".zip" else entry
                 if not folder.is_dir():
                     continue
-                manifest = read_manifest(folder)
-                registration = Registration(
-                    component_name=manifest["component"]["name"],
-                    component_version=manifest["component"]["version"],
-                    model_arn=manifest["model"]["arn"],
-                    path=folder,
-                )
-            except (BundleError, KeyError, TypeError, OSError, ValueError, zipfile.BadZipFile) as exc:
+                registration = _registration(read_manifest(folder), folder)
+            except (BundleError, OSError, zipfile.BadZipFile) as exc:
+                reason = f"models folder entry {entry.name} cannot be used: {exc}"
                 self.problems.problem(str(entry), f"ignoring {entry} in the models folder: {exc}")
+                name = _failure_name(entry)
+                failures[name] = Deployment(Registration(name, "unknown", "", entry), None, reason)
                 continue
             if registration.component_name in registrations:
                 self.problems.problem(
@@ -61,4 +62,23 @@ class ModelsFolder:
                 continue
             self.problems.fine(str(entry))
             registrations[registration.component_name] = registration
-        return registrations
+        return registrations, {name: failed for name, failed in failures.items() if name not in registrations}
+
+
+def _registration(manifest: dict, folder: Path) -> Registration:
+    """The registration a bundle's manifest describes; BundleError when its component section is malformed."""
+    component, model = manifest.get("component"), manifest.get("model")
+    if not isinstance(component, dict) or not isinstance(model, dict):
+        raise BundleError("manifest.json: 'component' and 'model' must be objects")
+    name, version, arn = component.get("name"), component.get("version"), model.get("arn")
+    if not isinstance(name, str) or not COMPONENT_NAME.fullmatch(name):
+        raise BundleError(f"manifest.json: component name {str(name)[:80]!r} is not a Greengrass component name")
+    if not isinstance(version, str) or not isinstance(arn, str):
+        raise BundleError("manifest.json: component version and model arn must be strings")
+    return Registration(component_name=name, component_version=version, model_arn=arn, path=folder)
+
+
+def _failure_name(entry: Path) -> str:
+    """A component name for listing a broken entry: its file name without .zip, made a valid name."""
+    stem = entry.name.removesuffix(".zip")
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", stem).lstrip(".")[:128] or "unnamed"

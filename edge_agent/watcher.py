@@ -13,7 +13,7 @@ from pathlib import Path
 
 from edge_agent.agent import Agent
 from edge_agent.config import AgentConfig, ConfigError, load_config_file
-from edge_agent.deployments import Registration, verify_registration
+from edge_agent.deployments import Deployment, Registration, verify_registration
 from edge_agent.models_folder import ModelsFolder
 from edge_agent.problem_log import ProblemLog
 from edge_agent.registry import read_registry
@@ -48,7 +48,7 @@ class Watcher:
         self.config_file = config_file
         self.apply_config = apply_config
         self.interval = interval
-        self._known: dict[str, tuple[Registration, int | None]] = {}
+        self._known: dict[str, tuple[Registration, int | str | None]] = {}  # name → what was last applied
         self._config_mtime: int | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="watcher", daemon=True)
@@ -59,15 +59,20 @@ class Watcher:
 
     def _poll_registrations(self) -> None:
         current: dict[str, Registration] = {}
+        failed: dict[str, Deployment] = {}
         if self.models_folder is not None:
-            current.update(self.models_folder.registrations())
+            current, failed = self.models_folder.scan()
         current.update(read_registry(self.registry_dir, self.problems))  # a registration wins over a folder entry
         for name, registration in current.items():
             fingerprint = (registration, _manifest_mtime(registration))
             if self._known.get(name) != fingerprint:
                 self._known[name] = fingerprint
                 self.agent.update(verify_registration(registration))
-        for name in set(self._known) - set(current):
+        for name, deployment in failed.items():
+            if name not in current and self._known.get(name) != (deployment.registration, deployment.error):
+                self._known[name] = (deployment.registration, deployment.error)
+                self.agent.update(deployment)
+        for name in set(self._known) - set(current) - set(failed):
             del self._known[name]
             self.agent.remove(name)
 

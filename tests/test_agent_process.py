@@ -115,8 +115,8 @@ def test_sigterm_lets_the_call_in_flight_finish(tmp_path, packaged, client_stubs
 
 
 def test_a_bad_bundle_in_the_models_folder_is_logged_once_not_on_every_poll(tmp_path, packaged, client_stubs) -> None:
-    """Polled twice a second, a broken zip is reported when it appears and again only when its problem changes;
-    a good bundle added afterwards is still served."""
+    """Polled twice a second, a broken zip is reported when it appears and again only when its problem changes,
+    and listed as FAILED with the reason; a good bundle added afterwards is still served."""
     pb, pb_grpc = client_stubs
     models = tmp_path / "models"
     models.mkdir()
@@ -134,4 +134,8 @@ def test_a_bad_bundle_in_the_models_folder_is_logged_once_not_on_every_poll(tmp_
             while BOARDS not in [m.model_component for m in stub.ListModels(pb.ListModelsRequest()).models]:
                 assert time.time() < deadline, agent.log()
                 time.sleep(0.2)
+            listed = {m.model_component: m for m in stub.ListModels(pb.ListModelsRequest()).models}
+        assert listed["broken"].status == pb.FAILED
+        assert "models folder entry broken.zip cannot be used" in listed["broken"].status_message
+        assert "not a complete zip archive" in listed["broken"].status_message
         assert agent.log().count("ignoring") == 1, agent.log()

@@ -123,6 +123,72 @@ def test_a_zip_bomb_is_refused_before_anything_is_written(tmp_path) -> None:
     assert list(destination.iterdir()) == []
 
 
+def test_manifest_paths_outside_the_bundle_are_refused_before_anything_is_read(tmp_path) -> None:
+    import json
+
+    from edge_agent.bundle import BUNDLE_FORMAT, BundleError, verify_bundle
+
+    secret = tmp_path / "secret"
+    secret.write_text("root:x:0")
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    for name in ("../secret", str(secret), "sub/../../secret"):
+        (bundle / "manifest.json").write_text(json.dumps({"format": BUNDLE_FORMAT, "files": {name: "0" * 64}}))
+        with pytest.raises(BundleError, match="lies outside the bundle") as error:
+            verify_bundle(bundle)
+        assert "sha256" not in str(error.value)  # no digest of the file outside is ever computed or shown
+
+
+def _bundle_zip(path, manifest, *, encrypted: bool = False, method: int | None = None) -> None:
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("manifest.json", json.dumps(manifest))
+    # Flags (bit 0: encrypted) and compression method, patched into the local and the central header.
+    data = bytearray(path.read_bytes())
+    for signature, flags_at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        at = data.index(signature) + flags_at
+        if encrypted:
+            data[at] |= 0x1
+        if method is not None:
+            data[at + 2 : at + 4] = method.to_bytes(2, "little")
+    path.write_bytes(bytes(data))
+
+
+def test_malformed_bundles_in_the_models_folder_are_listed_as_failed_and_the_rest_served(tmp_path) -> None:
+    import logging
+
+    from edge_agent.bundle import BUNDLE_FORMAT
+    from edge_agent.models_folder import ModelsFolder
+    from edge_agent.problem_log import ProblemLog
+
+    good = {"format": BUNDLE_FORMAT, "component": {"name": "com.example.Good", "version": "1.0.0"},
+            "model": {"arn": "arn:x"}, "files": {}}  # fmt: skip
+    folder = tmp_path / "models"
+    folder.mkdir()
+    _bundle_zip(folder / "good.zip", good)
+    _bundle_zip(folder / "component-string.zip", {**good, "component": "com.example.X"})
+    _bundle_zip(folder / "manifest-list.zip", [good])
+    _bundle_zip(folder / "huge-name.zip", {**good, "component": {"name": "x" * 5000, "version": "1"}})
+    _bundle_zip(folder / "encrypted.zip", good, encrypted=True)
+    _bundle_zip(folder / "compression.zip", good, method=99)
+    (folder / "not-a-zip.zip").write_bytes(b"hello")
+    registrations, failures = ModelsFolder(folder, tmp_path / "unpacked", ProblemLog(logging.getLogger())).scan()
+    assert list(registrations) == ["com.example.Good"]
+    expected = {
+        "component-string": "'component' and 'model' must be objects",
+        "manifest-list": "must hold a JSON object",
+        "huge-name": "is not a Greengrass component name",
+        "encrypted": "encrypted",
+        "compression": "compression method",
+        "not-a-zip": "not a complete zip archive",
+    }
+    assert sorted(failures) == sorted(expected)
+    for name, words in expected.items():
+        assert failures[name].bundle is None and words in failures[name].error, failures[name].error
+
+
 def test_padded_rows_are_read_without_their_padding() -> None:
     """GStreamer pads RGB rows to 4 bytes: width 225 → 676-byte rows, size = 676 × height."""
     width, height, stride = 225, 70, 676
