@@ -171,12 +171,21 @@ def throughput(agent: RunningAgent, clients: int, requests_per_client: int, side
     }
 
 
+def _status_mib(pid: int, field: str) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} for pid {pid}")
+
+
 def peak_rss_mib(pid: int) -> float:
     """The process's peak resident set (VmHWM) so far."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmHWM for pid {pid}")
+    return _status_mib(pid, "VmHWM")
+
+
+def rss_mib(pid: int) -> float:
+    """The process's resident set now (VmRSS)."""
+    return _status_mib(pid, "VmRSS")
 
 
 def agent_figures(bundle: Path, pb: Any, pb_grpc: Any, repeats: int, sides: tuple[int, ...], clients: tuple[int, ...]):

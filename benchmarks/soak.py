@@ -30,16 +30,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.agent_load import percentile  # noqa: E402
+from benchmarks.agent_load import percentile, rss_mib  # noqa: E402
 from edge_agent.deployments import Registration  # noqa: E402
 from edge_agent.registry import write_registration  # noqa: E402
-
-
-def _rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
 def _unpack(bundle: Path, dest: Path) -> Registration:
@@ -124,12 +117,12 @@ def soak(bundles: list[Path], clients: int, minutes: float, event_every: float) 
         for thread in threads:
             thread.start()
         while time.time() - started < minutes * 60:
-            rss.append((round(time.time() - started), round(_rss_mib(agent.pid), 1)))
+            rss.append((round(time.time() - started), round(rss_mib(agent.pid), 1)))
             time.sleep(5)
         stop.set()
         for thread in threads:
             thread.join()
-        rss.append((round(time.time() - started), round(_rss_mib(agent.pid), 1)))
+        rss.append((round(time.time() - started), round(rss_mib(agent.pid), 1)))
         channel.close()
     finally:
         agent.send_signal(signal.SIGTERM)

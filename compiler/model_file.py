@@ -14,6 +14,7 @@ import onnx
 from onnx.external_data_helper import load_external_data_for_model, uses_external_data
 
 from compiler.errors import ValidationException
+from compiler.onnx_graphs import all_graphs
 
 # Protocol buffers cannot hold a message of 2 GiB or more; a self-contained model must stay below that.
 MAX_MODEL_BYTES = (2 << 30) - (64 << 20)
@@ -87,16 +88,11 @@ def read_model_file(path: Path) -> ModelFile:
 
 
 def _all_tensors(model: onnx.ModelProto) -> list[onnx.TensorProto]:
-    """Initialisers and attribute tensors (Constant nodes) of the main graph and every subgraph."""
+    """Initialisers and attribute tensors (Constant nodes) of every graph of the model."""
     tensors: list[onnx.TensorProto] = []
-    graphs = [model.graph]
-    while graphs:
-        graph = graphs.pop()
+    for graph in all_graphs(model):
         tensors += graph.initializer
         for node in graph.node:
             for attribute in node.attribute:
-                tensors += [attribute.t] if attribute.HasField("t") else []
-                tensors += attribute.tensors
-                graphs += [attribute.g] if attribute.HasField("g") else []
-                graphs += attribute.graphs
+                tensors += ([attribute.t] if attribute.HasField("t") else []) + list(attribute.tensors)
     return tensors

@@ -7,16 +7,9 @@ from collections import Counter
 
 import onnx
 
+from compiler.onnx_graphs import all_graphs
+
 STANDARD_DOMAINS = ("", "ai.onnx")
-
-
-def _nodes(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
-    nodes = list(graph.node)
-    for node in graph.node:
-        for attribute in node.attribute:
-            for subgraph in ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs):
-                nodes += _nodes(subgraph)
-    return nodes
 
 
 def unsupported_operators(model: onnx.ModelProto) -> list[str]:
@@ -27,7 +20,8 @@ def unsupported_operators(model: onnx.ModelProto) -> list[str]:
     known = _get_convert_map()
     missing = Counter(
         node.op_type if node.domain in STANDARD_DOMAINS else f"{node.domain}.{node.op_type}"
-        for node in _nodes(model.graph)
+        for graph in all_graphs(model)
+        for node in graph.node
         if node.domain not in STANDARD_DOMAINS or node.op_type not in known
     )
     return [f"{op} ({count} node{'s' if count > 1 else ''})" for op, count in sorted(missing.items())]

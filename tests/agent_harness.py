@@ -228,6 +228,14 @@ def wait_for_status(stub: Any, pb: ModuleType, component: str, wanted: int, time
     raise AssertionError(f"{component} did not reach {pb.ModelStatus.Name(wanted)} in {timeout} s")
 
 
+def ensure_running(stub: Any, pb: ModuleType, name: str) -> None:
+    """Start the model unless it is RUNNING, and wait until it is."""
+    status = stub.DescribeModel(pb.DescribeModelRequest(model_component=name)).model_description.status
+    if status != pb.RUNNING:
+        assert stub.StartModel(pb.StartModelRequest(model_component=name)).status == pb.STARTING
+        wait_for_status(stub, pb, name, pb.RUNNING)
+
+
 def unpack(bundle_zip: Path, dest: Path) -> Path:
     """Unpack a bundle zip as Greengrass does ({artifacts:decompressedPath}/model)."""
     with zipfile.ZipFile(bundle_zip) as zf:

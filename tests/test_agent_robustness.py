@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import random
 import shutil
-from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
 
-from tests.agent_harness import AgentProcess, wait_for_status
+from benchmarks.agent_load import rss_mib
+from tests.agent_harness import AgentProcess, ensure_running
 from tests.conftest import BOARDS
 
 CASES = 3000
@@ -27,13 +27,6 @@ CLIENT_CODES = {
     grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 METHODS = ("DetectAnomalies", "StartModel", "StopModel", "ListModels", "DescribeModel")
-
-
-def _rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 def _component(rng: random.Random) -> str:
@@ -75,12 +68,6 @@ def _mutated(data: bytes, rng: random.Random) -> bytes:
     return bytes(data)
 
 
-def _ensure_running(stub, pb) -> None:
-    if stub.DescribeModel(pb.DescribeModelRequest(model_component=BOARDS)).model_description.status != pb.RUNNING:
-        stub.StartModel(pb.StartModelRequest(model_component=BOARDS))
-        wait_for_status(stub, pb, BOARDS, pb.RUNNING)
-
-
 @pytest.fixture(scope="module")
 def agent(packaged, tmp_path_factory):
     models = tmp_path_factory.mktemp("fuzz-models")
@@ -95,7 +82,7 @@ def test_fuzzed_requests_get_documented_codes_and_memory_stays_bounded(agent, cl
     seen: dict[str, int] = {}
     with agent.channel() as channel:
         stub = pb_grpc.EdgeAgentStub(channel)
-        _ensure_running(stub, pb)
+        ensure_running(stub, pb, BOARDS)
         raw = {m: channel.unary_unary(f"/AWS.LookoutVision.EdgeAgent/{m}") for m in METHODS}
         valid = pb.DetectAnomaliesRequest(
             model_component=BOARDS, bitmap=pb.Bitmap(width=64, height=64, byte_data=bytes(64 * 64 * 3))
@@ -103,8 +90,8 @@ def test_fuzzed_requests_get_documented_codes_and_memory_stays_bounded(agent, cl
         baseline, restarts = 0, 0
         for case in range(CASES):
             if case == WARM_UP:  # allocator arenas and request buffers have reached their working size
-                _ensure_running(stub, pb)
-                baseline = _rss_kib(agent.process.pid)
+                ensure_running(stub, pb, BOARDS)
+                baseline = rss_mib(agent.process.pid)
             method = rng.choice(METHODS)
             kind = rng.randrange(3)
             if kind == 0:
@@ -126,9 +113,9 @@ def test_fuzzed_requests_get_documented_codes_and_memory_stays_bounded(agent, cl
             seen[code.name] = seen.get(code.name, 0) + 1
             if method == "StopModel" and code == grpc.StatusCode.OK:
                 restarts += case >= WARM_UP
-                _ensure_running(stub, pb)
-        _ensure_running(stub, pb)
-        growth_mib = (_rss_kib(agent.process.pid) - baseline) / 1024
+                ensure_running(stub, pb, BOARDS)
+        ensure_running(stub, pb, BOARDS)
+        growth_mib = rss_mib(agent.process.pid) - baseline
         print(
             f"\n{CASES} fuzzed calls: {seen}; RSS growth over the last {CASES - WARM_UP} calls (model restarted "
             f"{restarts} times): {growth_mib:.1f} MiB"
@@ -151,11 +138,11 @@ def test_starting_and_stopping_a_model_again_and_again_does_not_grow_memory(agen
     with agent.channel() as channel:
         stub = pb_grpc.EdgeAgentStub(channel)
         for _ in range(12):
-            _ensure_running(stub, pb)
+            ensure_running(stub, pb, BOARDS)
             bitmap = pb.Bitmap(width=224, height=224, byte_data=bytes(224 * 224 * 3))
             stub.DetectAnomalies(pb.DetectAnomaliesRequest(model_component=BOARDS, bitmap=bitmap))
             assert stub.StopModel(pb.StopModelRequest(model_component=BOARDS)).status == pb.STOPPED
-            after_stop.append(_rss_kib(pid) / 1024)
+            after_stop.append(rss_mib(pid))
     growth = after_stop[-1] - after_stop[1]  # from the second stop: allocator caches are warm by then
     print(f"\nRSS after each StopModel (MiB): {[round(r) for r in after_stop]}")
     assert growth < 40, f"RSS grew {growth:.0f} MiB over {len(after_stop) - 2} StartModel/StopModel cycles"

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from compiler.sample_images import held_out_set
-from tests.agent_harness import AgentProcess, edited_copy, wait_for_status
+from tests.agent_harness import AgentProcess, edited_copy, ensure_running
 from tests.conftest import BOARDS, SQRT
 
 EDITED = "com.example.EditedInput"  # manifest says 96×96, the module was compiled for 64×64
@@ -54,13 +54,6 @@ def pb(client_stubs):
 def samples():
     normal, anomalous = held_out_set(1, seed=5)
     return normal, anomalous
-
-
-def ensure_running(stub, pb, name: str):
-    status = stub.DescribeModel(pb.DescribeModelRequest(model_component=name)).model_description.status
-    if status != pb.RUNNING:
-        assert stub.StartModel(pb.StartModelRequest(model_component=name)).status == pb.STARTING
-        wait_for_status(stub, pb, name, pb.RUNNING)
 
 
 def ensure_stopped(stub, pb, name: str):
