@@ -29,7 +29,10 @@ class ModelSpec:
     normalize: bool = True
     mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
     std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
-    threshold: float | None = None  # None: the model's own decision (pred_label if it has one, else score ≥ 0.5)
+    threshold: float = 0.5
+    # Whether the metadata gave `threshold`: then it decides, else a model's own pred_label does (when it has one).
+    # Bundles and records from before this field have no key for it, and were decided by threshold: True there.
+    threshold_configured: bool = False
     anomalous_class_index: int = 1
     classification_output: str = "probabilities"
     labels: list[dict[str, str]] = field(default_factory=lambda: [dict(x) for x in DEFAULT_LABELS])
@@ -39,7 +42,7 @@ class ModelSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
-        return cls(**data)
+        return cls(**{"threshold_configured": True, **data})
 
 
 def _dims(value_info: onnx.ValueInfoProto) -> list[int | str | None]:
@@ -190,5 +193,6 @@ def inspect_model(model: onnx.ModelProto, model_type: str | None, metadata: dict
         input_size=input_size,
         outputs=roles,
         labels=[dict(x) for x in labels],
+        threshold_configured="threshold" in metadata,
         **extra,
     )

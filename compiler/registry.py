@@ -235,9 +235,7 @@ class Registry:
             **self._model_metadata(row),
             "ModelSha256": model.sha256,
             "StatusMessage": "Imported from ONNX; ready to package.",
-            "ModelMetadata": {
-                k: v for k, v in model.spec.to_dict().items() if k not in ("model_type", "input_name", "outputs")
-            },
+            "ModelMetadata": _metadata_document(model.spec),
         }
         return {"ModelDescription": description}
 
@@ -267,3 +265,11 @@ class Registry:
             conn.execute("DELETE FROM models WHERE project = ? AND version = ?", (ProjectName, version))
             result = settle(conn, {"ModelArn": arn})
         return result
+
+
+def _metadata_document(spec: ModelSpec) -> dict[str, Any]:
+    """The spec as the metadata file's keys (`threshold` only when it was given: else the model decides)."""
+    internal = {"model_type", "input_name", "outputs", "threshold_configured"}
+    if not spec.threshold_configured:
+        internal.add("threshold")
+    return {k: v for k, v in spec.to_dict().items() if k not in internal}

@@ -11,10 +11,8 @@ import numpy as np
 
 from edge_agent.errors import ModelOutputError
 
-# anomalib normalises its scores and anomaly map so that its thresholds sit at 0.5; the same is the default
-# image threshold of every model that gives neither a threshold nor a decision of its own.
+# anomalib normalises its anomaly map so that its pixel threshold sits at 0.5.
 PIXEL_THRESHOLD = 0.5
-DEFAULT_THRESHOLD = 0.5
 
 
 @dataclass(frozen=True)
@@ -150,14 +148,15 @@ def detect(
     areas of segmentation-capable models.
 
     The decision is `score >= threshold` for a threshold configured on the agent (`threshold`) or in the model's
-    metadata, in that order; with neither, an anomalib model's own `pred_label` decides (reported against its
-    normalised threshold, 0.5), and any other model uses 0.5. Confidence is the score when the image is called
-    anomalous and 1 − score when it is called normal: how far the model leans towards the answer it gave.
+    metadata (`threshold_configured`; absent in bundles from before it: configured), in that order; with
+    neither, an anomalib model's own `pred_label` decides (reported against the spec's threshold, 0.5 by
+    default: anomalib's normalised one). Confidence is the score when the image is called anomalous and
+    1 − score when it is called normal: how far the model leans towards the answer it gave.
     """
     score = image_score(spec, outputs)
-    configured = threshold if threshold is not None else spec.get("threshold")
-    limit = DEFAULT_THRESHOLD if configured is None else configured
-    if configured is None and "pred_label" in spec["outputs"]:
+    limit = spec["threshold"] if threshold is None else threshold
+    configured = threshold is not None or spec.get("threshold_configured", True)
+    if not configured and "pred_label" in spec["outputs"]:
         anomalous = bool(outputs[spec["outputs"]["pred_label"]].reshape(-1)[0])
     else:
         anomalous = score >= limit

@@ -267,7 +267,8 @@ def test_an_anomalib_models_own_decisions_are_used_unless_a_threshold_is_configu
     spec = {
         "model_type": "anomalib",
         "outputs": {r: r for r in ("pred_score", "pred_label", "anomaly_map", "pred_mask")},
-        "threshold": None,
+        "threshold": 0.5,
+        "threshold_configured": False,
         "labels": [{"name": "background", "color": "#FFFFFF"}, {"name": "anomaly", "color": "#FF0000"}],
     }
     heat = np.full((1, 1, 4, 4), 0.6, np.float32)  # above 0.5 everywhere, but the model's pixel threshold is 0.7
@@ -279,7 +280,10 @@ def test_an_anomalib_models_own_decisions_are_used_unless_a_threshold_is_configu
     assert not own.is_anomalous and own.anomaly_threshold == 0.5 and own.confidence == pytest.approx(0.45)
     assert [(a.name, a.fraction) for a in own.anomalies] == [("background", 15 / 16), ("anomaly", 1 / 16)]
     assert detect(spec, outputs, threshold=0.55).is_anomalous  # the agent's configured threshold wins
-    assert detect({**spec, "threshold": 0.5}, outputs).is_anomalous  # and so does one in the model metadata
+    assert detect({**spec, "threshold_configured": True}, outputs).is_anomalous  # and so does the metadata's
+    del spec["threshold_configured"]
+    assert detect(spec, outputs).is_anomalous  # a bundle from before the field: decided by its threshold
+    spec["threshold_configured"] = False
     del spec["outputs"]["pred_label"]
     assert detect(spec, outputs).is_anomalous  # no decision of its own: score >= 0.5
 
