@@ -201,6 +201,22 @@ def _make_measurers(scratch: str, deadline: float, progress: Callable[[int], Non
     return ForkedBuilder(), InProcessRunner(), ProgressCallback()
 
 
+def write_record_set(folder: Path, records: list) -> None:
+    """Replace the MetaSchedule JSON database in `folder` with `records` (TuningRecords, one per workload): how
+    the shipped sets are written (scripts/ship-tuning-records.py, scripts/refresh-shipped-records.py)."""
+    import tvm.s_tir.meta_schedule as ms
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("database_workload.json", "database_tuning_record.json"):
+        (folder / name).unlink(missing_ok=True)
+    database = ms.database.JSONDatabase(work_dir=str(folder))
+    for record in records:
+        workload = database.commit_workload(record.workload.mod)
+        database.commit_tuning_record(
+            ms.database.TuningRecord(record.trace, workload, record.run_secs, record.target, record.args_info)
+        )
+
+
 def _record_count(database: Any, module: Any, most: int = 1 << 20) -> int:
     if not database.has_workload(module):
         return 0

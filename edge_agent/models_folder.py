@@ -14,27 +14,41 @@ from edge_agent.problem_log import ProblemLog
 
 
 class ModelsFolder:
-    """Reads the folder on every poll; a zip is hashed and unpacked only when its size or mtime changes."""
+    """Reads the folder on every poll; a zip is hashed and unpacked (or found broken) only when its size or
+    mtime changes."""
 
     def __init__(self, folder: Path, unpack_root: Path, problems: ProblemLog) -> None:
         self.folder = folder
         self.unpack_root = unpack_root
         self.problems = problems
-        self._unpacked: dict[tuple[Path, int, int], Path] = {}
+        self._unpacked: dict[tuple[Path, int, int], Path | BundleError] = {}
 
     def _unpack(self, archive: Path) -> Path:
         info = archive.stat()
         key = (archive, info.st_size, info.st_mtime_ns)
         if key not in self._unpacked:
-            destination = self.unpack_root / sha256_file(archive)[:24]
-            if not (destination / "manifest.json").is_file():
-                staging = self.unpack_root / f".{destination.name}.partial"
-                shutil.rmtree(staging, ignore_errors=True)
-                staging.mkdir(parents=True)
+            try:
+                self._unpacked[key] = self._unpack_once(archive)
+            except BundleError as exc:
+                self._unpacked[key] = exc
+        outcome = self._unpacked[key]
+        if isinstance(outcome, BundleError):
+            raise outcome
+        return outcome
+
+    def _unpack_once(self, archive: Path) -> Path:
+        destination = self.unpack_root / sha256_file(archive)[:24]
+        if not (destination / "manifest.json").is_file():
+            staging = self.unpack_root / f".{destination.name}.partial"
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
+            try:
                 unpack_bundle(archive, staging)
-                staging.rename(destination)
-            self._unpacked[key] = destination
-        return self._unpacked[key]
+            except BundleError:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+            staging.rename(destination)
+        return destination
 
     def scan(self) -> tuple[dict[str, Registration], dict[str, Deployment]]:
         """Registrations for the bundles in the folder, named by their manifests, and a FAILED deployment (named

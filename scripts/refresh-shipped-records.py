@@ -56,6 +56,8 @@ def _tune(tasks: list, work: str, trials_per_task: int, database: object) -> Non
 def refresh(folder: Path, arch: str, mcpu: str, model: tuple[Path, Path], trials_per_task: int) -> None:
     import tvm.s_tir.meta_schedule as ms
 
+    from compiler.tuning import write_record_set
+
     tasks = _tasks(*model, arch, mcpu)
     shipped = ms.database.JSONDatabase(work_dir=str(folder), allow_missing=False)
     with tempfile.TemporaryDirectory(prefix="refresh-records-") as work:
@@ -72,14 +74,7 @@ def refresh(folder: Path, arch: str, mcpu: str, model: tuple[Path, Path], trials
             if not top:
                 raise SystemExit(f"{folder.name}: no measured record for {task.task_name}")
             best.append(top[0])
-    for name in ("database_workload.json", "database_tuning_record.json"):
-        (folder / name).unlink()
-    rewritten = ms.database.JSONDatabase(work_dir=str(folder))
-    for record in best:
-        workload = rewritten.commit_workload(record.workload.mod)
-        rewritten.commit_tuning_record(
-            ms.database.TuningRecord(record.trace, workload, record.run_secs, record.target, record.args_info)
-        )
+    write_record_set(folder, best)
     print(f"{folder.name}: wrote the best record of each of {len(best)} tasks")
 
 

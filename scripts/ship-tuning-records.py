@@ -19,22 +19,16 @@ def main() -> None:
     import tvm.s_tir.meta_schedule as ms
 
     source = ms.database.JSONDatabase(work_dir=str(args.source), allow_missing=False)
-    args.destination.mkdir(parents=True, exist_ok=True)
-    for name in ("database_workload.json", "database_tuning_record.json"):
-        (args.destination / name).unlink(missing_ok=True)
-    shipped = ms.database.JSONDatabase(work_dir=str(args.destination))
     import tvm_ffi
+
+    from compiler.tuning import write_record_set
 
     best_per_workload = {}
     for record in source.get_all_tuning_records():
         key = tvm_ffi.structural_hash(record.workload.mod)
         if record.run_secs and key not in best_per_workload:
             best_per_workload[key] = source.get_top_k(record.workload, 1)[0]
-    for best in best_per_workload.values():
-        workload = shipped.commit_workload(best.workload.mod)
-        shipped.commit_tuning_record(
-            ms.database.TuningRecord(best.trace, workload, best.run_secs, best.target, best.args_info)
-        )
+    write_record_set(args.destination, list(best_per_workload.values()))
     kept = len(best_per_workload)
     print(f"kept the best of {kept} workloads in {args.destination}")
 
