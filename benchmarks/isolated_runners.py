@@ -44,7 +44,7 @@ def _onnxruntime(path: Path, tensor: np.ndarray) -> Callable[[], object]:
 def _bundle(archive: Path, tensor: np.ndarray) -> Callable[[], object]:
     import tempfile
 
-    from edge_agent.model_runner import open_bundle
+    from edge_agent.bundle import open_bundle
     from edge_agent.tvm_runtime import CompiledModule
 
     bundle = open_bundle(archive, Path(tempfile.mkdtemp(prefix="bench-bundle-")))

@@ -48,8 +48,9 @@ def _score_images(arguments: list[str]) -> list[Path]:
 
 
 def _score(args: argparse.Namespace) -> int:
-    from edge_agent.bundle import BundleError
-    from edge_agent.model_runner import LoadedModel, open_bundle
+    from edge_agent.bundle import BundleError, open_bundle
+    from edge_agent.engines import EngineFactory
+    from edge_agent.model_runner import LoadedModel
 
     if args.threshold is not None and not 0 <= args.threshold <= 1:
         return _score_error(f"--threshold must be from 0 to 1, got {args.threshold}")
@@ -60,9 +61,10 @@ def _score(args: argparse.Namespace) -> int:
             raise ScoreInputError(f"--bundle {args.bundle}: no such file or folder")
         with tempfile.TemporaryDirectory() as unpack:
             try:
-                model = LoadedModel(open_bundle(bundle, Path(unpack)))
+                model, choice = LoadedModel.best(EngineFactory(open_bundle(bundle, Path(unpack))))
             except (BundleError, OSError) as exc:
                 raise ScoreInputError(f"--bundle {args.bundle}: {exc}") from None
+            print(f"Running on {choice.describe()}.", file=sys.stderr)
             rows = []
             for path in images:
                 try:

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,13 +24,14 @@ from compiler.recipe_rules import recipe_problems
 from compiler.scratch import scratch_folder
 from compiler.targets import TargetSpec, resolve_target
 from compiler.tensorrt_onnx import (
+    TENSORRT_ONNX,
     TENSORRT_PROFILE,
     TensorRTExportError,
     build_profile,
     prepare_for_tensorrt,
     write_tensorrt_files,
 )
-from compiler.tuning import schedule_module, tuning_request
+from compiler.tuning import TuningReport, TuningRequest, schedule_module, tuning_request
 from compiler.tvm_build import (
     CompiledModel,
     compile_model,
@@ -40,6 +41,7 @@ from compiler.tvm_build import (
     tvm_version,
 )
 from edge_agent import output_parity
+from edge_agent.bundle import CPU_FALLBACK_FOLDER, ENGINE_TENSORRT, ENGINE_TVM_CPU, ENGINE_TVM_CUDA
 
 if TYPE_CHECKING:
     from compiler.service import Service
@@ -100,7 +102,7 @@ def _run_as_the_agent(compiled: CompiledModel, tensor: np.ndarray, output_names:
             return {name: outputs[name] for name in output_names}
 
 
-def _tensorrt_section(
+def _tensorrt_engine(
     service: Service,
     seq: int,
     model: onnx.ModelProto,
@@ -108,7 +110,7 @@ def _tensorrt_section(
     bundle_dir: Path,
     golden: tuple[ModelSpec, np.ndarray, dict[str, np.ndarray]],
 ) -> dict[str, Any]:
-    """Write the TensorRT-ready ONNX and build profile; returns the manifest's `runtime` section."""
+    """Write the TensorRT-ready ONNX and build profile; returns its entry of the manifest's `engines`."""
     _progress(service, seq, f"Preparing the TensorRT-ready ONNX for TensorRT {target.trt_ver}.")
     try:
         prepared = prepare_for_tensorrt(model, target.trt_ver)
@@ -120,11 +122,77 @@ def _tensorrt_section(
         raise PackagingFailure("The TensorRT-ready ONNX does not match the source model: " + "; ".join(report.failures))
     write_tensorrt_files(bundle_dir, prepared, build_profile(prepared, spec, target.trt_ver, target.gpu_code))
     return {
-        "prefer": "tensorrt",
-        "tensorrt": {"profile": TENSORRT_PROFILE, "trt_ver": target.trt_ver, "max_abs_error": report.max_abs_error},
-        "fallback": "tvm-cuda",
-        "rule": f"build a TensorRT engine when the device's TensorRT is {target.trt_ver}; else run the TVM CUDA module",
+        "kind": ENGINE_TENSORRT,
+        "onnx": TENSORRT_ONNX,
+        "profile": TENSORRT_PROFILE,
+        "trt_ver": target.trt_ver,
+        "max_abs_error": report.max_abs_error,
     }
+
+
+def _compile_module(
+    service: Service,
+    seq: int,
+    model: onnx.ModelProto,
+    spec: ModelSpec,
+    target: TargetSpec,
+    out_dir: Path,
+    request: TuningRequest,
+) -> tuple[CompiledModel, TuningReport]:
+    """Import, schedule (tuning within `request`) and compile the model for `target` into `out_dir`."""
+    _progress(service, seq, f"Importing the model into TVM {tvm_version()} and scheduling it for {target.describe()}.")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        mod, tuning = schedule_module(
+            import_model(model, spec),
+            target,
+            service.settings.data_dir,
+            request,
+            lambda message: _progress(service, seq, message),
+        )
+        _progress(service, seq, f"{tuning.describe()} Compiling for {target.describe()}.")
+        return compile_model(mod, target, out_dir), tuning
+    except Exception as exc:
+        raise PackagingFailure(
+            f"TVM could not compile the model for {target.describe()}: "
+            f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:500]}"
+        ) from exc
+
+
+def _parity(
+    service: Service,
+    seq: int,
+    compiled: CompiledModel,
+    target: TargetSpec,
+    tensor: np.ndarray,
+    reference: dict[str, np.ndarray],
+) -> dict[str, Any]:
+    """Check the module against ONNX Runtime where it runs here; else say the device checks it."""
+    if not _runs_here(target):
+        _progress(
+            service,
+            seq,
+            f"The {target.describe()} module cannot run here: the agent checks it against the "
+            "golden outputs (ONNX Runtime's) when the model starts on the device.",
+        )
+        return {"checked": "on the device, at StartModel (golden check)"}
+    _progress(service, seq, f"Checking the {target.describe()} module against ONNX Runtime on the golden input.")
+    report = output_parity.compare(reference, _run_as_the_agent(compiled, tensor, list(reference)))
+    if not report.ok:
+        raise PackagingFailure(
+            f"The compiled model for {target.describe()} does not match ONNX Runtime: "
+            + "; ".join(report.failures)
+            + ". This is a compiler defect for this model; please report it with the model."
+        )
+    return {"checked": "at packaging", "max_abs_error": report.max_abs_error, "mask_mismatch": report.mismatch_fraction}
+
+
+def _module_engine(compiled: CompiledModel, target: TargetSpec, bundle_dir: Path) -> dict[str, Any]:
+    """The manifest's `engines` entry of a compiled TVM module."""
+    library = compiled.library.relative_to(bundle_dir).as_posix()
+    if target.accelerator == "nvidia":
+        return {"kind": ENGINE_TVM_CUDA, "library": library, "device_code": compiled.device_code}
+    return {"kind": ENGINE_TVM_CPU, "library": library, "mcpu": target.mcpu}
 
 
 def run_pipeline(service: Service, seq: int) -> PackagingResult:
@@ -149,50 +217,23 @@ def run_pipeline(service: Service, seq: int) -> PackagingResult:
             raise PackagingFailure("; ".join(missing) + ". Then start the job again.")
         tensor = parity.golden_input(spec)
         reference = parity.run_onnx_runtime(model, spec, tensor)
-        runtime: dict[str, Any] = {"prefer": "tvm-cpu"}
+        engines: list[dict[str, Any]] = []  # in the agent's order of preference
         if target.accelerator == "nvidia":  # first: it takes seconds and can refuse the model
-            runtime = _tensorrt_section(service, seq, model, target, bundle_dir, (spec, tensor, reference))
+            engines.append(_tensorrt_engine(service, seq, model, target, bundle_dir, (spec, tensor, reference)))
 
-        _progress(
-            service, seq, f"Importing the model into TVM {tvm_version()} and scheduling it for {target.describe()}."
-        )
-        try:
-            mod, tuning = schedule_module(
-                import_model(model, spec),
-                target,
-                service.settings.data_dir,
-                tuning_request(greengrass, service.settings),
-                lambda message: _progress(service, seq, message),
+        request = tuning_request(greengrass, service.settings)
+        compiled, tuning = _compile_module(service, seq, model, spec, target, bundle_dir, request)
+        parity_record = _parity(service, seq, compiled, target, tensor, reference)
+        engines.append(_module_engine(compiled, target, bundle_dir))
+        if target.accelerator == "nvidia":
+            host = target.host_cpu()
+            # The fallback where no GPU engine can run: the schedules a CPU bundle gets, never a search of its own.
+            fallback_request = replace(request, trials=0)
+            fallback, _ = _compile_module(
+                service, seq, model, spec, host, bundle_dir / CPU_FALLBACK_FOLDER, fallback_request
             )
-            _progress(service, seq, f"{tuning.describe()} Compiling for {target.describe()}.")
-            compiled = compile_model(mod, target, bundle_dir)
-        except Exception as exc:
-            raise PackagingFailure(
-                f"TVM could not compile the model for {target.describe()}: "
-                f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:500]}"
-            ) from exc
-        if not _runs_here(target):
-            _progress(
-                service,
-                seq,
-                f"The {target.describe()} module cannot run here: the agent checks it against the "
-                "golden outputs (ONNX Runtime's) when the model starts on the device.",
-            )
-            parity_record: dict[str, Any] = {"checked": "on the device, at StartModel (golden check)"}
-        else:
-            _progress(service, seq, "Checking the compiled model against ONNX Runtime on the golden input.")
-            report = output_parity.compare(reference, _run_as_the_agent(compiled, tensor, list(reference)))
-            if not report.ok:
-                raise PackagingFailure(
-                    "The compiled model does not match ONNX Runtime: "
-                    + "; ".join(report.failures)
-                    + ". This is a compiler defect for this model; please report it with the model."
-                )
-            parity_record = {
-                "checked": "at packaging",
-                "max_abs_error": report.max_abs_error,
-                "mask_mismatch": report.mismatch_fraction,
-            }
+            parity_record = {"gpu": parity_record, "cpu": _parity(service, seq, fallback, host, tensor, reference)}
+            engines.append(_module_engine(fallback, host, bundle_dir))
 
         _progress(service, seq, "Writing the artifact bundle.")
         golden = write_golden(bundle_dir, tensor, reference)
@@ -216,7 +257,7 @@ def run_pipeline(service: Service, seq: int) -> PackagingResult:
                     "device_code": compiled.device_code,
                     "tuning": tuning.to_dict(),
                 },
-                "runtime": runtime,
+                "engines": engines,
                 "requirements": target.device_requirements(),
                 "golden": golden,
                 "parity": parity_record,

@@ -84,6 +84,14 @@ class TargetSpec:
             )
         return needs
 
+    def host_cpu(self) -> TargetSpec:
+        """The CPU target of an NVIDIA target's host: the fallback module every NVIDIA bundle carries, built with
+        the schedules a CPU bundle for that machine gets (the Jetson's own CPU where the GPU tells which it is)."""
+        if self.accelerator is None:
+            return self
+        mcpu = JETSON_CPUS.get(self.gpu_code or "", DEFAULT_MCPU[self.arch])
+        return TargetSpec(arch=self.arch, accelerator=None, mcpu=mcpu)
+
     @property
     def is_cross(self) -> bool:
         """True when the module cannot run on this machine (it is built for another architecture)."""
@@ -149,6 +157,8 @@ def _cpu_options(options: dict[str, Any], arch: str) -> tuple[str, list[str]]:
     return mcpu, mattr
 
 
+# The CPU beside each Jetson GPU (LLVM's names): the host CPU module of a Jetson bundle is built for it.
+JETSON_CPUS = {"sm_53": "cortex-a57", "sm_62": "cortex-a57", "sm_72": "carmel", "sm_87": "cortex-a78ae"}
 # Real NVIDIA GPU architectures: the devices they are, and the host architecture they come with (None: any).
 GPU_ARCHITECTURES: dict[str, tuple[str, str | None]] = {
     "sm_53": ("Jetson Nano / TX1", "aarch64"),

@@ -6,12 +6,14 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
+from pathlib import Path
 
 import numpy as np
 
 from edge_agent.config import AgentConfig
 from edge_agent.defaults import COMPONENT_NAME
 from edge_agent.deployments import Deployment
+from edge_agent.engines import EngineOptions
 from edge_agent.errors import InvalidArgument, ModelNotFound, quoted
 from edge_agent.memory_budget import MIB, MemoryBudget
 from edge_agent.model_slot import ModelInfo, ModelSlot, ModelStatus, PoolSettings
@@ -23,7 +25,8 @@ log = logging.getLogger(__name__)
 class Agent:
     """Thread-safe registry of model slots."""
 
-    def __init__(self, config: AgentConfig) -> None:
+    def __init__(self, config: AgentConfig, engine_cache_dir: Path | None = None) -> None:
+        self._engine_cache_dir = engine_cache_dir
         self._lock = threading.Lock()
         self._slots: dict[str, ModelSlot] = {}
         self._config = config
@@ -35,7 +38,8 @@ class Agent:
         return self._config
 
     def _settings(self) -> PoolSettings:
-        return PoolSettings(workers=self._config.concurrency, max_queued=self._config.max_queued_requests)
+        engines = EngineOptions(self._config.tensorrt_python, self._config.tensorrt_precision, self._engine_cache_dir)
+        return PoolSettings(self._config.concurrency, self._config.max_queued_requests, engines)
 
     def subscribe(self, listener: Callable[[], None]) -> None:
         """Call `listener` (quickly, without blocking) whenever a model's status or version, or the set of

@@ -14,6 +14,17 @@ from edge_agent.cuda_device_code import ShippedCubin
 MANIFEST_NAME = "manifest.json"
 BUNDLE_FORMAT = "lookout-edge-bundle/1"
 
+# The engines a bundle may offer, listed in its manifest's `engines` in the order the agent tries them.
+ENGINE_TENSORRT = "tensorrt"  # an engine built on the device by its own TensorRT from tensorrt/model.onnx
+ENGINE_TVM_CUDA = "tvm-cuda"  # the TVM module with the shipped cubin
+ENGINE_TVM_CPU = "tvm-cpu"  # a TVM module for the host CPU: the whole of a CPU bundle, the fallback of an NVIDIA one
+ENGINE_LABELS = {
+    ENGINE_TENSORRT: "TensorRT engine",
+    ENGINE_TVM_CUDA: "TVM CUDA module",
+    ENGINE_TVM_CPU: "TVM CPU module",
+}
+CPU_FALLBACK_FOLDER = "cpu"  # where an NVIDIA bundle keeps its host CPU module
+
 
 # Bounds on what a bundle zip may unpack to, checked from its directory before anything is written. Weights
 # barely compress (a 87 MB library zips to ~80 MB), so a large archive expanding 20-fold is not a model.
@@ -38,6 +49,57 @@ def file_sha256(path: Path) -> bytes:
 
 def sha256_file(path: Path) -> str:
     return file_sha256(path).hex()
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """One entry of the manifest's `engines`: what the agent needs to open that engine, paths inside the bundle."""
+
+    kind: str
+    library: Path | None = None  # TVM engines
+    cubin: ShippedCubin | None = None  # tvm-cuda
+    onnx: Path | None = None  # tensorrt
+    profile: Path | None = None  # tensorrt
+    trt_ver: str | None = None  # tensorrt: the version the ONNX was prepared for
+
+    @property
+    def label(self) -> str:
+        return ENGINE_LABELS[self.kind]
+
+
+def _engine_spec(root: Path, entry: Any) -> EngineSpec:
+    if not isinstance(entry, dict) or entry.get("kind") not in ENGINE_LABELS:
+        raise BundleError(
+            f"{root / MANIFEST_NAME}: an 'engines' entry must be an object whose kind is one of "
+            f"{', '.join(ENGINE_LABELS)}; this agent does not know {str(entry)[:100]}: upgrade the agent or "
+            "re-package the model"
+        )
+    kind = entry["kind"]
+    try:
+        if kind == ENGINE_TENSORRT:
+            return EngineSpec(
+                kind, onnx=root / entry["onnx"], profile=root / entry["profile"], trt_ver=entry["trt_ver"]
+            )
+        cubin = ShippedCubin.from_device_code(root, entry["device_code"]) if kind == ENGINE_TVM_CUDA else None
+        return EngineSpec(kind, library=root / entry["library"], cubin=cubin)
+    except (KeyError, TypeError) as exc:
+        raise BundleError(f"{root / MANIFEST_NAME}: the {kind} entry of 'engines' lacks {exc}") from None
+
+
+def engine_specs(root: Path, manifest: dict[str, Any]) -> list[EngineSpec]:
+    """The bundle's engines in order of preference. Bundles packaged before `engines` existed have one: the
+    module named by `compiler.library` (CUDA when it has `device_code`)."""
+    entries = manifest.get("engines")
+    if entries is None:
+        compiler = manifest.get("compiler")
+        if not isinstance(compiler, dict) or not isinstance(compiler.get("library"), str):
+            raise BundleError(f"{root / MANIFEST_NAME} names no engine (neither 'engines' nor 'compiler.library')")
+        code = compiler.get("device_code")
+        kind = ENGINE_TVM_CUDA if code else ENGINE_TVM_CPU
+        entries = [{"kind": kind, "library": compiler["library"], "device_code": code}]
+    if not isinstance(entries, list) or not entries:
+        raise BundleError(f"{root / MANIFEST_NAME}: 'engines' must be a non-empty list")
+    return [_engine_spec(root, entry) for entry in entries]
 
 
 @dataclass(frozen=True)
@@ -68,12 +130,9 @@ class Bundle:
         return self.manifest["outputs"]
 
     @property
-    def cubin(self) -> ShippedCubin | None:
-        """The GPU code of an NVIDIA bundle (None for CPU bundles)."""
-        code = self.manifest["compiler"].get("device_code")
-        if code is None:
-            return None
-        return ShippedCubin.from_device_code(self.root, code)
+    def engines(self) -> list[EngineSpec]:
+        """What can run this bundle, best first (checked by `verify_bundle`)."""
+        return engine_specs(self.root, self.manifest)
 
 
 def read_manifest(root: Path) -> dict[str, Any]:
@@ -110,6 +169,12 @@ def verify_bundle(root: Path) -> Bundle:
                 f"{relative} has sha256 {actual}, the manifest says {expected}: the bundle was "
                 "modified or corrupted; redeploy the component"
             )
+    for engine in engine_specs(root, manifest):
+        for path in (engine.library, engine.onnx, engine.profile, engine.cubin and engine.cubin.path):
+            if path is not None and not (path.is_relative_to(root) and path.relative_to(root).as_posix() in files):
+                raise BundleError(
+                    f"{root / MANIFEST_NAME}: the {engine.label} needs {str(path)[:200]!r}, not listed in 'files'"
+                )
     return Bundle(root=root, manifest=manifest)
 
 
@@ -146,3 +211,10 @@ def unpack_bundle(archive: Path, destination: Path) -> Path:
     except (RuntimeError, NotImplementedError) as exc:  # encrypted entries, unsupported compression
         raise BundleError(f"{archive} cannot be unpacked: {exc}") from None
     return destination
+
+
+def open_bundle(path: Path, unpack_dir: Path) -> Bundle:
+    """Verify a bundle folder, or unpack a bundle zip into `unpack_dir` first."""
+    if path.is_file():
+        return verify_bundle(unpack_bundle(path, unpack_dir))
+    return verify_bundle(path)

@@ -12,11 +12,17 @@ import threading
 from pathlib import Path
 
 from edge_agent.allocator import keep_image_buffers
-from edge_agent.defaults import AGENT_COMPONENT_NAME, DEFAULT_SOCKET, default_registry_dir, package_version
+from edge_agent.defaults import (
+    AGENT_COMPONENT_NAME,
+    DEFAULT_SOCKET,
+    default_engine_cache_dir,
+    default_registry_dir,
+    package_version,
+)
 from edge_agent.tvm_runtime import load_runtime_library_only
 
 log = logging.getLogger("lookout-edge-agent")
-COMMANDS = ("serve", "register", "deregister")
+COMMANDS = ("serve", "register", "deregister", "doctor")
 DEFAULT_GRACE_SECONDS = 25.0
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -47,7 +53,7 @@ def _serve(args: argparse.Namespace) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
 
-    agent = Agent(config)
+    agent = Agent(config, work_dir / "engines" if args.work_dir else default_engine_cache_dir())
     endpoint = ServingEndpoint(agent, address, args.grace)
     config_file = Path(args.config) if args.config else None
     watcher = Watcher(agent, Path(args.registry_dir), models_dir, work_dir / "unpacked", config_file, endpoint.apply)
@@ -121,6 +127,25 @@ def _deregister(args: argparse.Namespace) -> int:
     return 0
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from edge_agent.config import AgentConfig, ConfigError, load_config_file
+    from edge_agent.doctor import run_doctor
+    from edge_agent.engines import EngineOptions
+
+    try:
+        config = load_config_file(Path(args.config)) if args.config else AgentConfig()
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return 2
+    if args.bundle and not Path(args.bundle).exists():
+        log.error("--bundle %s: no such file or folder", args.bundle)
+        return 2
+    options = EngineOptions(
+        args.tensorrt_python or config.tensorrt_python, config.tensorrt_precision, default_engine_cache_dir()
+    )
+    return run_doctor(Path(args.bundle) if args.bundle else None, options)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lookout-edge-agent",
@@ -130,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    commands = parser.add_subparsers(dest="command", metavar="{serve,register,deregister}", required=True)
+    commands = parser.add_subparsers(dest="command", metavar="{serve,register,deregister,doctor}", required=True)
     registry_help = (
         "the registry folder model components register into (default: $LOOKOUT_EDGE_AGENT_REGISTRY or "
         "~/.lookout-edge-agent/registry)"
@@ -156,7 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="YAML/JSON configuration file (Socket, Concurrency, MaxQueuedRequests, "
         "MemoryBudgetMiB, Models.<component>.Threshold); re-read when it changes",
     )
-    serve.add_argument("--work-dir", help="where model zips are unpacked (default: a temporary folder)")
+    serve.add_argument(
+        "--work-dir",
+        help="where model zips are unpacked and TensorRT engines are cached (default: a temporary folder for the "
+        "zips, ~/.lookout-edge-agent/engines for the engines)",
+    )
     serve.add_argument(
         "--grace",
         type=float,
@@ -200,6 +229,20 @@ def build_parser() -> argparse.ArgumentParser:
     deregister.add_argument("--component-version")
     deregister.add_argument("--registry-dir", default=str(default_registry_dir()), help=registry_help)
     deregister.set_defaults(run=_deregister)
+
+    doctor = commands.add_parser(
+        "doctor",
+        parents=[common],
+        help="check this device: CPU, NVIDIA driver and GPU, TVM runtime, TensorRT; with --bundle, each engine",
+        description="Report what this device offers the agent (architecture, C library, Python, memory, NVIDIA "
+        "driver and GPUs, the TVM runtime and its CUDA support, TensorRT's Python bindings). With --bundle, try "
+        "each of the bundle's engines on its golden input as StartModel would, with latency, and say which will "
+        "serve and what to install for the better ones. Exit code 1 when no engine can run the bundle.",
+    )
+    doctor.add_argument("--bundle", help="a model bundle (model.zip or its unpacked folder) to try on this device")
+    doctor.add_argument("--config", help="the agent's configuration file (for TensorRTPython, TensorRTPrecision)")
+    doctor.add_argument("--tensorrt-python", help="the Python with TensorRT's bindings (default: look for one)")
+    doctor.set_defaults(run=_doctor)
     return parser
 
 

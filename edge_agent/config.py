@@ -15,6 +15,8 @@ import yaml
 
 from edge_agent.defaults import DEFAULT_SOCKET
 
+PRECISIONS = ("fp32", "fp16")  # of TensorRT engines
+
 # Greengrass keeps the component's IPC authorization policies in its configuration too; they are not ours.
 IGNORED_KEYS = frozenset({"accessControl"})
 MAX_CONCURRENCY = 64
@@ -30,7 +32,8 @@ class AgentConfig:
     """Socket: where to serve. Concurrency: worker threads (VMs) per running model. MaxQueuedRequests: requests
     that may wait per model before RESOURCE_EXHAUSTED. MemoryBudgetMiB: what all running models may take
     (0 = whatever the device has available). ReportIntervalSeconds: heartbeat of the Greengrass status reports.
-    Models.<component>.Threshold: anomaly threshold override."""
+    Models.<component>.Threshold: anomaly threshold override. TensorRTPython: the Python with TensorRT's bindings
+    (default: look for one). TensorRTPrecision: fp32 or fp16 for TensorRT engines (default: the bundle's)."""
 
     socket: str = DEFAULT_SOCKET
     concurrency: int = 1
@@ -38,11 +41,22 @@ class AgentConfig:
     memory_budget_mib: int = 0
     report_interval_seconds: int = 300
     thresholds: dict[str, float] = field(default_factory=dict)
+    tensorrt_python: str | None = None
+    tensorrt_precision: str | None = None
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any] | None) -> AgentConfig:
         data = dict(data or {})
-        known = {"Socket", "Concurrency", "MaxQueuedRequests", "MemoryBudgetMiB", "ReportIntervalSeconds", "Models"}
+        known = {
+            "Socket",
+            "Concurrency",
+            "MaxQueuedRequests",
+            "MemoryBudgetMiB",
+            "ReportIntervalSeconds",
+            "Models",
+            "TensorRTPython",
+            "TensorRTPrecision",
+        }
         unknown = sorted(set(data) - known - IGNORED_KEYS)
         if unknown:
             raise ConfigError(f"unknown configuration key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
@@ -57,7 +71,26 @@ class AgentConfig:
             memory_budget_mib=_integer(data, "MemoryBudgetMiB", 0, 0, 1 << 30),
             report_interval_seconds=_integer(data, "ReportIntervalSeconds", 300, 1, 86_400),
             thresholds=_thresholds({} if data.get("Models") is None else data["Models"]),
+            tensorrt_python=_tensorrt_python(data.get("TensorRTPython")),
+            tensorrt_precision=_choice(data, "TensorRTPrecision", PRECISIONS),
         )
+
+
+def _tensorrt_python(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise ConfigError(
+            f"TensorRTPython must be the absolute path of a Python, e.g. /usr/bin/python3.8, got {value!r}"
+        )
+    return value
+
+
+def _choice(data: Mapping[str, Any], key: str, allowed: tuple[str, ...]) -> str | None:
+    value = data.get(key)
+    if value is not None and value not in allowed:
+        raise ConfigError(f"{key} must be one of {', '.join(allowed)}, got {value!r}")
+    return value
 
 
 def _integer(data: Mapping[str, Any], key: str, default: int, low: int, high: int) -> int:

@@ -29,3 +29,8 @@ def default_registry_dir() -> Path:
     """$LOOKOUT_EDGE_AGENT_REGISTRY, else ~/.lookout-edge-agent/registry (a Greengrass recipe passes its own)."""
     configured = os.environ.get("LOOKOUT_EDGE_AGENT_REGISTRY")
     return Path(configured) if configured else Path.home() / ".lookout-edge-agent" / AGENT_REGISTRY
+
+
+def default_engine_cache_dir() -> Path:
+    """Where TensorRT engines built on this device are kept when no --work-dir is given."""
+    return Path.home() / ".lookout-edge-agent" / "engines"

@@ -36,6 +36,12 @@ class RuntimeFailure(AgentError):
     code = "UNKNOWN"
 
 
+class EngineUnavailable(AgentError):
+    """The engine's process (the TensorRT runner) stopped or stopped answering; it restarts for the next request."""
+
+    code = "UNAVAILABLE"
+
+
 class ModelOutputError(AgentError):
     """The model produced something the result mapping cannot use (e.g. a NaN score)."""
 

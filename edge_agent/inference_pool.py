@@ -1,8 +1,10 @@
 """Worker threads for one loaded model version, fed by a bounded queue.
 
-TVM virtual machines are not assumed to be thread-safe, so every worker owns its own `LoadedModel`
-(its own VM over the same shared library). The queue bound is the overload limit: a request that finds
-it full is refused at once (RESOURCE_EXHAUSTED) instead of waiting behind work the agent cannot finish.
+TVM virtual machines are not assumed to be thread-safe, so every worker owns its own `LoadedModel` (its own
+VM over the same shared library; for TensorRT, its own segment to the shared runner). The first worker chooses
+the engine (engines.choose_engine); the others open the same one. The queue bound is the overload limit: a
+request that finds it full is refused at once (RESOURCE_EXHAUSTED) instead of waiting behind work the agent
+cannot finish.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 
 from edge_agent.bundle import Bundle
 from edge_agent.cpu_threads import configure_thread_pool
+from edge_agent.engines import EngineChoice, EngineFactory, EngineOptions, choose_engine
 from edge_agent.errors import Overloaded
 from edge_agent.model_runner import LoadedModel
 from edge_agent.results import Detection
@@ -60,17 +63,25 @@ class InferencePool:
     """`workers` threads, each with its own VM; at most `max_queued` requests wait for a free worker."""
 
     def __init__(
-        self, bundle: Bundle, workers: int, max_queued: int, progress: Callable[[str], None] = lambda _: None
+        self,
+        bundle: Bundle,
+        workers: int,
+        max_queued: int,
+        progress: Callable[[str], None] = lambda _: None,
+        options: EngineOptions | None = None,
     ) -> None:
         self.bundle = bundle
         self.workers = workers
         self.max_queued = max_queued
+        self.choice: EngineChoice | None = None
+        self._factory = EngineFactory(bundle, options or EngineOptions())
         self._queue: queue.Queue[_Request | None] = queue.Queue(maxsize=max_queued)
         self._lock = threading.Lock()
         self._closed = False
         self._threads: list[threading.Thread] = []
         for index in range(workers):
-            progress(f"loading {bundle.library.name} into worker {index + 1} of {workers}")
+            if index:
+                progress(f"loading the {self.choice.spec.label} into worker {index + 1} of {workers}")
             startup = _Startup(threading.Event())
             thread = threading.Thread(
                 target=self._work,
@@ -88,10 +99,11 @@ class InferencePool:
     def _work(self, index: int, startup: _Startup, progress: Callable[[str], None]) -> None:
         try:
             _limit_tvm_threads(_threads_per_worker(self.workers))
-            model = LoadedModel(self.bundle)
             if index == 0:
-                progress("checking the compiled module against the golden outputs recorded at packaging")
-                model.check_golden()
+                self.choice, engine = choose_engine(self._factory, progress)
+            else:
+                engine = self._factory.open(self.choice.spec)
+            model = LoadedModel(self.bundle, engine)
         except BaseException as exc:
             startup.error = exc
             return
@@ -100,6 +112,7 @@ class InferencePool:
         while True:
             request = self._queue.get()
             if request is None:
+                model.close()
                 return
             if request.future.set_running_or_notify_cancel():
                 try:
@@ -134,4 +147,5 @@ class InferencePool:
                 self._queue.put(None)
         for thread in self._threads:
             thread.join()
+        self._factory.close()
         log.info("unloaded %s %s", self.bundle.component_name, self.bundle.component_version)

@@ -14,11 +14,12 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from edge_agent.deployments import Deployment, Registration, verify_registration
+from edge_agent.engines import EngineOptions
 from edge_agent.errors import NotInRequiredState
 from edge_agent.inference_pool import InferencePool, PoolClosed
 from edge_agent.memory_budget import MemoryBudget, estimate_bytes
@@ -42,6 +43,7 @@ class ModelStatus(enum.IntEnum):
 class PoolSettings:
     workers: int
     max_queued: int
+    engines: EngineOptions = field(default_factory=EngineOptions)
 
 
 @dataclass(frozen=True)
@@ -51,12 +53,6 @@ class ModelInfo:
     model_arn: str
     status: ModelStatus
     message: str
-
-
-def _describe_target(deployment: Deployment) -> str:
-    target = deployment.bundle.manifest["target"] if deployment.bundle else {}
-    device = "NVIDIA GPU" if str(target.get("accelerator") or "").lower() == "nvidia" else "CPU"
-    return f"{target.get('arch', '?')} {device}"
 
 
 class ModelSlot:
@@ -176,8 +172,8 @@ class ModelSlot:
         if self._serving is None or self._pool is None:
             return "not serving"
         return (
-            f"running version {self._serving.version} on {_describe_target(self._serving)} "
-            f"with {self._pool.workers} worker(s), up to {self._pool.max_queued} queued request(s)"
+            f"running version {self._serving.version} with {self._pool.workers} worker(s), up to "
+            f"{self._pool.max_queued} queued request(s), on {self._pool.choice.describe()}"
         )
 
     def _spawn_loader(self) -> None:
@@ -205,6 +201,7 @@ class ModelSlot:
                     settings.workers,
                     settings.max_queued,
                     lambda text: self._progress(generation, version, text),
+                    settings.engines,
                 )
             except Exception as exc:
                 log.exception("%s: version %s failed to load", self.name, version)

@@ -34,7 +34,7 @@ MASK_FIELD = "anomaly_mask_params.shared_memory_handle"
 # (benchmarks/) can tell the agent's own overhead from inference. AWS clients ignore unknown trailers.
 INFERENCE_TIME_TRAILER = "lookout-edge-inference-ms"
 LOGGED_MESSAGE_CHARS = 500  # a client's strings reach the log only this far (they can be megabytes long)
-SERVER_FAULTS = ("INTERNAL", "UNKNOWN")
+SERVER_FAULTS = ("INTERNAL", "UNKNOWN", "UNAVAILABLE")
 
 
 def _rpc(method: Callable) -> Callable:

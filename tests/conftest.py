@@ -138,6 +138,9 @@ def client_stubs(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def boards_model(packaged: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):
     """The 1.0.0 bundle loaded in the test process: the reference for every agent result."""
-    from edge_agent.model_runner import LoadedModel, open_bundle
+    from edge_agent.bundle import open_bundle
+    from edge_agent.engines import EngineFactory
+    from edge_agent.model_runner import LoadedModel
 
-    return LoadedModel(open_bundle(packaged[f"{BOARDS}-1.0.0"], tmp_path_factory.mktemp("direct")))
+    bundle = open_bundle(packaged[f"{BOARDS}-1.0.0"], tmp_path_factory.mktemp("direct"))
+    return LoadedModel.best(EngineFactory(bundle))[0]

@@ -19,7 +19,9 @@ from compiler.recipe_rules import recipe_problems
 from compiler.sample_images import held_out_set
 from compiler.service import Service
 from compiler.settings import Settings
-from edge_agent.model_runner import LoadedModel, open_bundle
+from edge_agent.bundle import open_bundle
+from edge_agent.engines import EngineFactory
+from edge_agent.model_runner import LoadedModel
 from edge_agent.output_parity import ATOL, RTOL
 from tests.conftest import X86_CONFIGURATION, stop_workers
 
@@ -134,7 +136,8 @@ def test_package_export_and_run_reference_model(data_dir, reference_model, tmp_p
     assert bundle.manifest["target"]["mcpu"] == "core-avx2"
     assert bundle.manifest["parity"]["checked"] == "at packaging"
     assert bundle.manifest["compiler"]["tuning"]["records_used"] > 0  # the shipped records apply
-    model = LoadedModel(bundle)
+    model, choice = LoadedModel.best(EngineFactory(bundle))
+    assert choice.spec.kind == "tvm-cpu" and not choice.skipped
     session = ort.InferenceSession(str(reference_model.model_path), providers=["CPUExecutionProvider"])
     for sample in held_out_set(2, seed=5):
         tensor = model.preprocess(sample.rgb)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import zipfile
 from pathlib import Path
 
@@ -18,7 +19,8 @@ from compiler.cuda_toolkits import CudaToolkit, missing_toolkit_message, pick_to
 from compiler.tensorrt_onnx import parser_limits
 from edge_agent.bundle import verify_bundle
 from edge_agent.cubin_info import read_cubin
-from edge_agent.errors import RuntimeFailure
+from edge_agent.engines import EngineFactory, EngineOptions
+from edge_agent.gpu_facts import driver_facts
 from edge_agent.model_runner import LoadedModel
 from edge_agent.output_parity import compare
 from tests.agent_harness import PackagingRequest, package_models
@@ -102,8 +104,8 @@ def test_tensorrt_ready_onnx_is_static_checked_and_matches_onnx_runtime(nvidia_b
     _, _, gpu_code, trt_ver, _, _ = ROWS[component]
     bundle, _ = nvidia_bundles[component]
     manifest = json.loads((bundle / "manifest.json").read_text())
-    assert manifest["runtime"]["prefer"] == "tensorrt" and manifest["runtime"]["fallback"] == "tvm-cuda"
-    profile = json.loads((bundle / manifest["runtime"]["tensorrt"]["profile"]).read_text())
+    assert [e["kind"] for e in manifest["engines"]] == ["tensorrt", "tvm-cuda", "tvm-cpu"]
+    profile = json.loads((bundle / manifest["engines"][0]["profile"]).read_text())
     assert (profile["trt_ver"], profile["gpu_code"], profile["precision"]) == (trt_ver, gpu_code, "fp32")
     model = onnx.load(str(bundle / profile["onnx"]))
     assert hashlib.sha256((bundle / profile["onnx"]).read_bytes()).hexdigest() == profile["onnx_sha256"]
@@ -135,14 +137,34 @@ def test_recipe_platform_and_device_requirements(nvidia_bundles, component: str)
     assert requirements["cuda_driver"].startswith(f"CUDA {cuda_ver.split('.')[0]}.x")
 
 
-def test_the_agent_refuses_an_nvidia_bundle_without_a_cuda_device(nvidia_bundles) -> None:
-    import tvm
+@pytest.mark.parametrize("component", list(ROWS))
+def test_every_nvidia_bundle_carries_a_cpu_module_for_its_host(nvidia_bundles, component: str) -> None:
+    _, machine, gpu_code, *_ = ROWS[component]
+    bundle, _ = nvidia_bundles[component]
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    cpu = manifest["engines"][-1]
+    assert cpu["kind"] == "tvm-cpu" and cpu["library"] == "cpu/model.so"
+    assert cpu["mcpu"] == {"sm_72": "carmel", "sm_87": "cortex-a78ae"}.get(gpu_code, "core-avx2")
+    library = (bundle / cpu["library"]).read_bytes()
+    assert int.from_bytes(library[18:20], "little") == machine and b"__CUDACC_RTC__" not in library
+    # x86_64 CPU modules run here, so the job checked them against ONNX Runtime; ARM64 ones are checked on the device.
+    expected = "at packaging" if machine == EM_X86_64 else "on the device, at StartModel (golden check)"
+    assert manifest["parity"]["cpu"]["checked"] == expected
 
-    if tvm.cuda(0).exist:
-        pytest.skip("this machine has a CUDA GPU; test_nvidia_module_runs_on_the_gpu covers it")
+
+def test_without_a_gpu_an_nvidia_bundle_serves_from_its_cpu_module_and_says_why(nvidia_bundles) -> None:
     bundle, _ = nvidia_bundles["com.example.BoardsT4"]
-    with pytest.raises(RuntimeFailure, match="compiled for an NVIDIA sm_75 GPU and the TVM runtime sees no CUDA"):
-        LoadedModel(verify_bundle(bundle))
+    factory = EngineFactory(verify_bundle(bundle), EngineOptions(tensorrt_python=sys.executable))
+    if driver_facts().gpus:
+        pytest.skip("this machine has an NVIDIA GPU: test_nvidia_module_runs_on_the_gpu covers it")
+    model, choice = LoadedModel.best(factory)
+    assert choice.spec.kind == "tvm-cpu"
+    reasons = dict(choice.skipped)
+    assert reasons["TensorRT engine"].startswith("TensorRT not found on this device")
+    assert reasons["TVM CUDA module"] == driver_facts().problem  # e.g. no NVIDIA driver (libcuda.so.1 not found)
+    assert "TVM CUDA module not used: " in choice.describe()
+    golden = verify_bundle(bundle).manifest["golden"]
+    assert model.engine.run(np.load(bundle / golden["input"])).keys() == set(golden["outputs"])
 
 
 @pytest.mark.slow
@@ -167,8 +189,9 @@ def test_nvidia_module_runs_on_the_gpu_and_matches_onnx_runtime(tmp_path, refere
     with zipfile.ZipFile(archive) as zf:
         zf.extractall(tmp_path / "bundle")
     manifest = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
-    assert manifest["parity"]["checked"] == "at packaging"  # the job itself ran it on this GPU
-    LoadedModel(verify_bundle(tmp_path / "bundle")).check_golden()
+    assert manifest["parity"]["gpu"]["checked"] == "at packaging"  # the job itself ran it on this GPU
+    _, choice = LoadedModel.best(EngineFactory(verify_bundle(tmp_path / "bundle")))  # golden check included
+    assert choice.spec.kind == "tvm-cuda", choice.describe()
 
 
 def _failed_job(data_dir: Path, model_file: Path, metadata: dict, target: dict) -> str:
