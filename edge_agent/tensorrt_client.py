@@ -102,6 +102,7 @@ class TensorRTRunner:
         self._spec, self._options, self._output_names = spec, options, output_names
         self._lock = threading.Lock()
         self._process: subprocess.Popen | None = None
+        self._pending, self._answered = b"", True  # unread bytes of the runner's replies; whether it closed or hung
         self._load: dict[str, Any] = {}
         with self._lock:
             self._start(progress)
@@ -133,8 +134,8 @@ class TensorRTRunner:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=None,  # the runner's and TensorRT's messages go to the agent's log
-            text=True,
         )
+        self._pending, self._answered = b"", True
         cache = self._options.cache_dir or default_engine_cache_dir()
         request = {
             "op": "load",
@@ -152,17 +153,30 @@ class TensorRTRunner:
             self._stop(self._process)
             raise
 
+    def _read_line(self, process: subprocess.Popen, silence_s: float) -> bytes | None:
+        """The runner's next line; None when it closed its end or said nothing for `silence_s`. Reads the pipe
+        unbuffered, keeping what follows the line for the next call (select() knows nothing of Python's buffers)."""
+        fd = process.stdout.fileno()
+        while b"\n" not in self._pending:
+            ready, _, _ = select.select([fd], [], [], silence_s)
+            chunk = os.read(fd, 1 << 16) if ready else None
+            if not chunk:
+                self._answered = bool(ready)
+                return None
+            self._pending += chunk
+        line, self._pending = self._pending.split(b"\n", 1)
+        return line
+
     def _ask(self, request: dict[str, Any], silence_s: float, progress: Callable[[str], None]) -> dict[str, Any]:
         """Send one request and read until its answer; the runner's death or silence → EngineUnavailable."""
         process = self._process
         try:
-            process.stdin.write(json.dumps(request) + "\n")
+            process.stdin.write(json.dumps(request).encode() + b"\n")
             process.stdin.flush()
             while True:
-                ready, _, _ = select.select([process.stdout], [], [], silence_s)
-                line = process.stdout.readline() if ready else None
-                if not line:
-                    raise EngineUnavailable(self._gone(process, ready))
+                line = self._read_line(process, silence_s)
+                if line is None:
+                    raise EngineUnavailable(self._gone(process, self._answered))
                 answer = json.loads(line)
                 if "progress" in answer:
                     progress(answer["progress"])

@@ -169,6 +169,7 @@ class OnnxRuntimeBackend:
         self.compute_capability = "0.0"
 
     def build(self, onnx_path, profile, precision, destination):
+        self.ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])  # refuses what it cannot run
         with open(onnx_path, "rb") as source, open(destination, "wb") as f:
             f.write(source.read())
 

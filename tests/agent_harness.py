@@ -114,8 +114,12 @@ class AgentProcess:
         models_dir: Path | None = None,
         config: dict[str, Any] | None = None,
         env: dict[str, str] | None = None,
+        interpreter: list[str] | None = None,
+        startup_timeout: float = 60.0,
     ) -> None:
         self.work = work
+        self.interpreter = interpreter or [sys.executable]  # e.g. an arm64 Python under qemu
+        self.startup_timeout = startup_timeout
         work.mkdir(parents=True, exist_ok=True)
         self.socket_dir = Path(tempfile.mkdtemp(prefix="lea-", dir="/tmp"))  # short: socket paths max 107 bytes
         self.socket_path = self.socket_dir / "agent.sock"
@@ -130,7 +134,7 @@ class AgentProcess:
 
     def command(self) -> list[str]:
         command = [
-            sys.executable,
+            *self.interpreter,
             "-m",
             "edge_agent.cli",
             "serve",
@@ -142,12 +146,15 @@ class AgentProcess:
             str(self.config_path),
             "--grace",
             "60",
+            "--work-dir",
+            str(self.work / "work"),
         ]
         if self.models_dir is not None:
             command += ["--models-dir", str(self.models_dir)]
         return command
 
-    def start(self, timeout: float = 60.0) -> AgentProcess:
+    def start(self, timeout: float | None = None) -> AgentProcess:
+        timeout = timeout or self.startup_timeout
         env = {**os.environ, "PYTHONPATH": str(REPO), **self.env}
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)

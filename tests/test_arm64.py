@@ -4,11 +4,9 @@ user-mode emulation (Debian's qemu-user-static) in an arm64 sysroot built by scr
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,9 +15,9 @@ import yaml
 from edge_agent.output_parity import compare
 from tests.agent_harness import REPO, AgentProcess, PackagingRequest, package_models
 from tests.conftest import make_service, stop_workers
+from tests.qemu import arm64_env, arm64_python
 
 ARM64 = {"TargetPlatform": {"Os": "LINUX", "Arch": "ARM64"}, "CompilerOptions": '{"mattr": ["+neon"]}'}
-SYSROOT = Path(os.environ.get("LOOKOUT_EDGE_ARM64_SYSROOT", Path.home() / ".cache/lookout-edge/arm64-sysroot"))
 EM_AARCH64 = 183  # ELF e_machine
 ARM_COMPONENT = "com.example.CircuitBoardsArm64"
 
@@ -59,22 +57,17 @@ def test_arm64_artifact_is_an_aarch64_library_with_an_aarch64_recipe(arm64_bundl
 
 def test_arm64_module_runs_under_qemu_and_matches_x86_64(arm64_bundle, boards_model, tmp_path) -> None:
     """The golden input through the aarch64 module (emulated) and through the x86_64 build of the same model."""
-    if shutil.which("qemu-aarch64-static") is None:
-        pytest.skip("qemu-aarch64-static (Debian qemu-user-static) is not installed; .ci/run installs it")
-    if not (SYSROOT / ".complete").exists():
-        pytest.skip(f"no arm64 sysroot at {SYSROOT}; build it with scripts/arm64-sysroot.sh (.ci/run does)")
+    python = arm64_python()
     arm, _ = arm64_bundle
     out = tmp_path / "arm64-outputs.npz"
     done = subprocess.run(
-        ["qemu-aarch64-static", "-L", str(SYSROOT), str(SYSROOT / "usr/bin/python3.11"),
-         str(REPO / "tests" / "arm64_runner.py"), str(arm), str(out)],
-        env={"PYTHONPATH": str(SYSROOT / "site"), "PATH": "/usr/bin:/bin"},
-        capture_output=True, text=True, timeout=600,
+        [*python, str(REPO / "tests" / "arm64_runner.py"), str(arm), str(out)],
+        env=arm64_env(REPO), capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     on_arm = dict(np.load(out))
     golden = json.loads((arm / "manifest.json").read_text())["golden"]
-    on_x86 = boards_model.module.run(np.load(arm / golden["input"]))
+    on_x86 = boards_model.engine.run(np.load(arm / golden["input"]))
     assert compare(on_x86, on_arm).ok, compare(on_x86, on_arm).failures
     reference = {name: np.load(arm / path) for name, path in golden["outputs"].items()}  # ONNX Runtime's
     assert compare(reference, on_arm).ok

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import platform
+import shutil
+import subprocess
 import sys
 import zipfile
 from pathlib import Path
@@ -13,9 +16,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+import regex
 import yaml
 
 from compiler.cuda_toolkits import CudaToolkit, missing_toolkit_message, pick_toolkit
+from compiler.sample_images import held_out_set
 from compiler.tensorrt_onnx import parser_limits
 from edge_agent.bundle import verify_bundle
 from edge_agent.cubin_info import read_cubin
@@ -23,8 +28,11 @@ from edge_agent.engines import EngineFactory, EngineOptions
 from edge_agent.gpu_facts import driver_facts
 from edge_agent.model_runner import LoadedModel
 from edge_agent.output_parity import compare
-from tests.agent_harness import PackagingRequest, package_models
+from edge_agent.tensorrt_client import probe
+from edge_agent.tensorrt_runner import BACKEND_ENV
+from tests.agent_harness import REPO, AgentProcess, PackagingRequest, ensure_running, package_models
 from tests.conftest import make_service, stop_workers, wait_for_job
+from tests.qemu import arm64_env, arm64_python
 
 EM_X86_64, EM_AARCH64 = 62, 183
 ROWS = {
@@ -254,3 +262,124 @@ def test_toolkit_choice_keeps_the_major_and_prefers_the_exact_minor() -> None:
     assert pick_toolkit("12.6", kits).version == (12, 2)
     assert pick_toolkit("10.2", kits) is None
     assert "found: nvcc 13.0" in missing_toolkit_message("12.4", (CudaToolkit("nvcc", (13, 0), Path("/nvcc")),))
+
+
+def test_with_tensorrt_present_its_engine_is_chosen_first(nvidia_bundles, monkeypatch, tmp_path) -> None:
+    """The TensorRT runner's ONNX Runtime backend stands in for TensorRT (tests/test_tensorrt_runner.py)."""
+    monkeypatch.setenv(BACKEND_ENV, "onnxruntime")
+    probe.cache_clear()
+    try:
+        bundle, _ = nvidia_bundles["com.example.BoardsT4"]
+        factory = EngineFactory(verify_bundle(bundle), EngineOptions(sys.executable, cache_dir=tmp_path / "engines"))
+        try:
+            model, choice = LoadedModel.best(factory)  # golden check included
+            assert choice.spec.kind == "tensorrt" and choice.describe() == "the TensorRT engine"
+            model.close()
+        finally:
+            factory.close()
+        assert len(list((tmp_path / "engines").glob("*-fp32.engine"))) == 1
+    finally:
+        probe.cache_clear()
+
+
+def _served_status(agent: AgentProcess, pb, pb_grpc, component: str) -> str:
+    """Start `component`, score one sample image through DetectAnomalies, return DescribeModel's status."""
+    rgb = held_out_set(1, seed=3)[0].rgb
+    with agent.channel() as channel:
+        stub = pb_grpc.EdgeAgentStub(channel)
+        ensure_running(stub, pb, component)
+        bitmap = pb.Bitmap(width=rgb.shape[1], height=rgb.shape[0], byte_data=rgb.tobytes())
+        result = stub.DetectAnomalies(
+            pb.DetectAnomaliesRequest(model_component=component, bitmap=bitmap), timeout=600
+        ).detect_anomaly_result
+        assert 0.0 <= result.confidence <= 1.0
+        return stub.DescribeModel(pb.DescribeModelRequest(model_component=component)).model_description.status_message
+
+
+def test_the_agent_serves_an_nvidia_bundle_here_and_says_which_engine_and_why(
+    nvidia_bundles, client_stubs, tmp_path
+) -> None:
+    if driver_facts().gpus:
+        pytest.skip("this machine has an NVIDIA GPU; the fallback is shown where there is none")
+    pb, pb_grpc = client_stubs
+    bundle, _ = nvidia_bundles["com.example.BoardsT4"]
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copytree(bundle, models / "t4")
+    with AgentProcess(tmp_path / "agent", models_dir=models) as agent:
+        status = _served_status(agent, pb, pb_grpc, "com.example.BoardsT4")
+        log = agent.log()
+    assert "on the TVM CPU module (TensorRT engine not used: TensorRT not found on this device" in status
+    assert f"TVM CUDA module not used: {driver_facts().problem}" in status
+    assert "TVM CPU module" in log  # the agent's log says the same
+    with AgentProcess(tmp_path / "agent-trt", models_dir=models, env={BACKEND_ENV: "onnxruntime"}) as agent:
+        assert _served_status(agent, pb, pb_grpc, "com.example.BoardsT4").endswith("on the TensorRT engine")
+
+
+@pytest.mark.slow
+def test_a_jetson_xavier_bundle_serves_under_qemu_from_its_cpu_module(nvidia_bundles, client_stubs, tmp_path) -> None:
+    """The agent itself (arm64 Python, TVM runtime, gRPC) emulated: what a Xavier without GPU engines does."""
+    python = arm64_python()
+    pb, pb_grpc = client_stubs
+    bundle, _ = nvidia_bundles["com.example.BoardsXavier"]
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copytree(bundle, models / "xavier")
+    agent = AgentProcess(
+        tmp_path / "agent", models_dir=models, interpreter=python, env=arm64_env(REPO), startup_timeout=600
+    )
+    with agent:
+        status = _served_status(agent, pb, pb_grpc, "com.example.BoardsXavier")
+    assert "on the TVM CPU module (TensorRT engine not used: TensorRT not found on this device" in status
+    assert "TVM CUDA module not used: no NVIDIA driver" in status
+
+
+def _doctor(command: list[str], bundle: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*command, "-m", "edge_agent.cli", "doctor", "--bundle", str(bundle)],
+        capture_output=True, text=True, timeout=1200, cwd=REPO, env=env,
+    )  # fmt: skip
+
+
+def test_doctor_reports_this_machine_and_each_engine_of_a_bundle(nvidia_bundles) -> None:
+    bundle, _ = nvidia_bundles["com.example.BoardsT4"]
+    done = _doctor([sys.executable], bundle)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = done.stdout
+    assert f"machine:      {platform.machine()}" in report and "TVM runtime:  0.27" in report
+    assert "TensorRT:     not under" in report
+    assert "TensorRT engine:  not usable: TensorRT not found on this device" in report
+    assert regex.search(r"TVM CPU module:   golden check passed; \d+\.\d ms median per inference", report), report
+    assert "verdict:      StartModel will serve this bundle with the TVM CPU module" in report
+    assert "for a better engine: install TensorRT's Python bindings" in report
+
+
+def test_doctor_says_when_no_engine_can_run_a_bundle(nvidia_bundles, tmp_path) -> None:
+    """An NVIDIA bundle packaged before bundles carried a CPU module (only its CUDA module), on a machine
+    without a GPU."""
+    source, _ = nvidia_bundles["com.example.BoardsT4"]
+    bundle = tmp_path / "old"
+    shutil.copytree(source, bundle, ignore=shutil.ignore_patterns("cpu", "tensorrt"))
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    del manifest["engines"]
+    manifest["files"] = {k: v for k, v in manifest["files"].items() if not k.startswith(("cpu/", "tensorrt/"))}
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    if driver_facts().gpus:
+        pytest.skip("this machine has an NVIDIA GPU")
+    done = _doctor([sys.executable], bundle)
+    assert done.returncode == 1
+    assert "TVM CUDA module:  not usable: " in done.stdout and "no engine of this bundle can run here" in done.stdout
+
+
+@pytest.mark.slow
+def test_doctor_under_qemu_gives_an_honest_arm64_report(nvidia_bundles) -> None:
+    python = arm64_python()
+    bundle, _ = nvidia_bundles["com.example.BoardsXavier"]
+    done = _doctor(python, bundle, env=arm64_env(REPO))
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = done.stdout
+    assert "machine:      aarch64" in report and "NVIDIA:       no NVIDIA driver" in report
+    assert "bundle:       com.example.BoardsXavier 1.0.0, built for aarch64 sm_72" in report
+    assert "TVM CUDA module:  not usable: no NVIDIA driver" in report
+    assert "TVM CPU module:   golden check passed" in report
+    assert "verdict:      StartModel will serve this bundle with the TVM CPU module" in report
