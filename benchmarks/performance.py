@@ -150,7 +150,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     packaging: dict[str, Any] = {}
     default_zip = None
     for name, target in TARGETS.items():
-        missing = missing_tools(resolve_target(target))
+        missing = missing_tools(resolve_target(target), work / "service")
         if missing:
             packaging[name] = "skipped: " + "; ".join(missing)
             continue

@@ -1,8 +1,10 @@
 """Finds the CUDA toolkits on this machine and picks the one whose major version matches `cuda-ver`.
 
 Two kinds are used:
-- NVRTC from the `nvidia-cuda-nvrtc-cuXX` wheels, with the C++ headers of `nvidia-cuda-cccl-cuXX`
-  (installed by the `lookout-edge[cuda11]` / `[cuda12]` extras);
+- NVRTC from the `nvidia-cuda-nvrtc-cuXX` wheels, with the C++ headers of `nvidia-cuda-cccl-cuXX`: installed
+  side by side, one folder per CUDA major, in the data directory's `cuda-toolkits/` by
+  `lookout-edge install-cuda-toolkit` (so one installation builds for every major its fleet has), or into the
+  environment itself by the `lookout-edge[cuda11]` / `[cuda12]` extras (one of them: they share a folder);
 - a local toolkit's `nvcc`: `$CUDA_HOME/bin/nvcc`, then `nvcc` on the PATH.
 
 A device's driver loads cubins (SASS) made by any toolkit of its CUDA major version (CUDA minor-version
@@ -16,14 +18,20 @@ import glob
 import os
 import shutil
 import subprocess
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 import regex
 
-# The extra that installs a CUDA major's compiler (pyproject.toml keeps the two in step).
-TOOLKIT_EXTRAS = {11: "cuda11", 12: "cuda12"}
+# What `install-cuda-toolkit` installs per CUDA major; pyproject.toml's cuda11/cuda12 extras name the same.
+TOOLKIT_WHEELS = {
+    11: ("nvidia-cuda-nvrtc-cu11>=11.8,<12", "nvidia-cuda-cccl-cu11>=11.8,<12"),
+    12: ("nvidia-cuda-nvrtc-cu12>=12.9,<13", "nvidia-cuda-cccl-cu12>=12.9,<13"),
+}
+TOOLKITS_FOLDER = "cuda-toolkits"  # in the data directory: cuda11/, cuda12/ (pip --target folders)
 NVCC_RELEASE = regex.compile(r"release (\d+)\.(\d+)")
 
 
@@ -67,8 +75,7 @@ def _nvrtc_version(library: Path) -> tuple[int, int] | None:
     return major.value, minor.value
 
 
-def _wheel_toolkits() -> list[CudaToolkit]:
-    nvrtc_dir, cccl_dir = _package_dir("nvidia.cuda_nvrtc"), _package_dir("nvidia.cuda_cccl")
+def _wheel_toolkits(nvrtc_dir: Path | None, cccl_dir: Path | None, where: str) -> list[CudaToolkit]:
     if nvrtc_dir is None:
         return []
     includes = tuple(p for p in (cccl_dir and cccl_dir / "include", nvrtc_dir / "include") if p and p.is_dir())
@@ -76,8 +83,23 @@ def _wheel_toolkits() -> list[CudaToolkit]:
     for library in sorted(glob.glob(str(nvrtc_dir / "lib" / "libnvrtc.so.*"))):
         version = _nvrtc_version(Path(library))
         if version is not None:
-            origin = f"nvidia-cuda-nvrtc-cu{version[0]} wheel"
+            origin = f"nvidia-cuda-nvrtc-cu{version[0]} wheel{where}"
             found.append(CudaToolkit("nvrtc", version, Path(library), includes, origin))
+    return found
+
+
+def toolkits_dir(data_dir: Path) -> Path:
+    return data_dir / TOOLKITS_FOLDER
+
+
+def _data_dir_toolkits(data_dir: Path | None) -> list[CudaToolkit]:
+    if data_dir is None:
+        return []
+    found = []
+    for folder in sorted(toolkits_dir(data_dir).glob("cuda*")):
+        nvrtc = folder / "nvidia" / "cuda_nvrtc"
+        cccl = folder / "nvidia" / "cuda_cccl"
+        found += _wheel_toolkits(nvrtc if nvrtc.is_dir() else None, cccl, f" in {folder}")
     return found
 
 
@@ -109,32 +131,48 @@ def _local_toolkits() -> list[CudaToolkit]:
 
 
 @cache
-def installed_toolkits() -> tuple[CudaToolkit, ...]:
-    """Every usable CUDA compiler here: the wheels' NVRTC first, then local nvcc."""
-    return (*_wheel_toolkits(), *_local_toolkits())
+def installed_toolkits(data_dir: Path | None = None) -> tuple[CudaToolkit, ...]:
+    """Every usable CUDA compiler here: the data directory's toolkits, the environment's NVRTC wheels, local nvcc."""
+    environment = _wheel_toolkits(_package_dir("nvidia.cuda_nvrtc"), _package_dir("nvidia.cuda_cccl"), "")
+    return (*_data_dir_toolkits(data_dir), *environment, *_local_toolkits())
 
 
-def pick_toolkit(cuda_ver: str, toolkits: tuple[CudaToolkit, ...] | None = None) -> CudaToolkit | None:
-    """The toolkit for `cuda-ver` x.y: same major; the same minor when there is one, else the newest minor."""
+def pick_toolkit(cuda_ver: str, toolkits: tuple[CudaToolkit, ...]) -> CudaToolkit | None:
+    """The toolkit for `cuda-ver` x.y among `toolkits`: same major; the same minor when there is one, else the
+    newest minor."""
     wanted = tuple(int(p) for p in cuda_ver.split("."))
-    same_major = [t for t in (installed_toolkits() if toolkits is None else toolkits) if t.version[0] == wanted[0]]
+    same_major = [t for t in toolkits if t.version[0] == wanted[0]]
     if not same_major:
         return None
     exact = [t for t in same_major if t.version == wanted]
     return (exact or sorted(same_major, key=lambda t: t.version))[-1]
 
 
-def missing_toolkit_message(cuda_ver: str, toolkits: tuple[CudaToolkit, ...] | None = None) -> str:
+def missing_toolkit_message(cuda_ver: str, toolkits: tuple[CudaToolkit, ...]) -> str:
     """What to install when no toolkit matches `cuda-ver`'s major version."""
     major = int(cuda_ver.split(".")[0])
-    present = ", ".join(t.describe() for t in (installed_toolkits() if toolkits is None else toolkits)) or "none"
-    extra = TOOLKIT_EXTRAS.get(major)
+    present = ", ".join(t.describe() for t in toolkits) or "none"
     install = (
-        f"pip install 'lookout-edge[{extra}]' (nvidia-cuda-nvrtc-cu{major} and nvidia-cuda-cccl-cu{major})"
-        if extra
+        f"it with `lookout-edge install-cuda-toolkit {major}` (NVRTC and headers, beside any other CUDA major)"
+        if major in TOOLKIT_WHEELS
         else f"a CUDA {major}.x toolkit, with CUDA_HOME pointing at it"
     )
     return (
         f"cuda-ver {cuda_ver} needs a CUDA {major}.x compiler (the device's driver cannot load code from another "
         f"major version); found: {present}. Install {install}"
     )
+
+
+def install_toolkit(major: int, data_dir: Path, run: Callable[[list[str]], int] = subprocess.call) -> Path:
+    """pip-install CUDA `major`'s NVRTC and headers into the data directory's own folder for that major."""
+    target = toolkits_dir(data_dir) / f"cuda{major}"
+    staging = target.with_name(target.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    command = [sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(staging), *TOOLKIT_WHEELS[major]]
+    if run(command) != 0:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise OSError(f"pip could not install {' '.join(TOOLKIT_WHEELS[major])}")
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)  # a folder appears whole or not at all
+    installed_toolkits.cache_clear()
+    return target

@@ -112,6 +112,22 @@ def _build_agent_component(args: argparse.Namespace) -> int:
     return 0
 
 
+def _install_cuda_toolkit(args: argparse.Namespace) -> int:
+    from compiler.cuda_toolkits import install_toolkit, installed_toolkits
+    from compiler.settings import Settings
+
+    data_dir = Settings.from_env(args.data_dir).data_dir
+    try:
+        folder = install_toolkit(args.major, data_dir)
+    except OSError as exc:
+        print(f"install-cuda-toolkit: {exc}", file=sys.stderr)
+        return 1
+    print(f"CUDA {args.major} compiler installed in {folder}; compilers for packaging jobs now:")
+    for toolkit in installed_toolkits(data_dir):
+        print(f"  {toolkit.describe()}")
+    return 0
+
+
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     build = subparsers.add_parser(
         "build-reference-model",
@@ -134,6 +150,17 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     score.add_argument("--threshold", type=float, help="override the model's anomaly threshold (0..1)")
     score.add_argument("images", nargs="+", help="image files, or folders of *.png")
     score.set_defaults(run=_score)
+
+    toolkit = subparsers.add_parser(
+        "install-cuda-toolkit",
+        help="install a CUDA major's compiler (NVRTC + headers) into the data directory, beside any other major",
+        description="pip-installs nvidia-cuda-nvrtc-cuMAJOR and nvidia-cuda-cccl-cuMAJOR into "
+        "DATA_DIR/cuda-toolkits/cudaMAJOR, where packaging jobs find it. Each CUDA major has its own folder, so one "
+        "installation packages for Jetson Xavier (CUDA 11.4) and for CUDA 12 servers alike. Needs the package "
+        "registry (pip's configuration applies).",
+    )
+    toolkit.add_argument("major", type=int, choices=[11, 12], help="the CUDA major version of the devices")
+    toolkit.set_defaults(run=_install_cuda_toolkit)
 
     agent = subparsers.add_parser(
         "build-agent-component",

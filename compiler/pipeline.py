@@ -120,7 +120,8 @@ def _tensorrt_engine(
     report = output_parity.compare(reference, parity.run_onnx_runtime(prepared, spec, tensor))
     if not report.ok:
         raise PackagingFailure("The TensorRT-ready ONNX does not match the source model: " + "; ".join(report.failures))
-    write_tensorrt_files(bundle_dir, prepared, build_profile(prepared, spec, target.trt_ver, target.gpu_code))
+    profile = build_profile(prepared, spec, target.trt_ver, target.gpu_code, target.trt_precision)
+    write_tensorrt_files(bundle_dir, prepared, profile)
     return {
         "kind": ENGINE_TENSORRT,
         "onnx": TENSORRT_ONNX,
@@ -151,7 +152,7 @@ def _compile_module(
             lambda message: _progress(service, seq, message),
         )
         _progress(service, seq, f"{tuning.describe()} Compiling for {target.describe()}.")
-        return compile_model(mod, target, out_dir), tuning
+        return compile_model(mod, target, out_dir, service.settings.data_dir), tuning
     except Exception as exc:
         raise PackagingFailure(
             f"TVM could not compile the model for {target.describe()}: "
@@ -212,7 +213,7 @@ def run_pipeline(service: Service, seq: int) -> PackagingResult:
         )
         model = pin_input_shape(source, spec)
 
-        missing = missing_tools(target)
+        missing = missing_tools(target, service.settings.data_dir)
         if missing:
             raise PackagingFailure("; ".join(missing) + ". Then start the job again.")
         tensor = parity.golden_input(spec)

@@ -14,6 +14,8 @@ from compiler.errors import ValidationException
 
 CPU_OPTION_KEYS = ("mcpu", "mattr")
 NVIDIA_OPTION_KEYS = ("gpu-code", "trt-ver", "cuda-ver")
+# Our extension for NVIDIA targets: the precision of the TensorRT engine the device builds (default fp32).
+TRT_PRECISION_KEY, TRT_PRECISIONS = "trt-precision", ("fp32", "fp16")
 # Our extension, allowed with every TargetPlatform (compiler/tuning.py reads them).
 TUNING_OPTION_KEYS = ("tuning-trials", "tuning-minutes", "tuning-database")
 DEFAULT_MCPU = {"x86_64": "core-avx2", "aarch64": "generic"}
@@ -39,6 +41,7 @@ class TargetSpec:
     gpu_code: str | None = None
     trt_ver: str | None = None
     cuda_ver: str | None = None
+    trt_precision: str = "fp32"
     os: str = "linux"
 
     @property
@@ -239,7 +242,8 @@ def resolve_target(greengrass: dict[str, Any]) -> TargetSpec:
         arch = "x86_64" if platform["Arch"] == "X86_64" else "aarch64"
         accelerator = "nvidia" if platform.get("Accelerator") == "NVIDIA" else None
         options = parse_compiler_options(options_text) if options_text is not None else {}
-        allowed = (NVIDIA_OPTION_KEYS if accelerator else CPU_OPTION_KEYS) + TUNING_OPTION_KEYS
+        nvidia_keys = (*NVIDIA_OPTION_KEYS, TRT_PRECISION_KEY)
+        allowed = (nvidia_keys if accelerator else CPU_OPTION_KEYS) + TUNING_OPTION_KEYS
         unknown = sorted(set(options) - set(allowed))
         if unknown:
             kind = "NVIDIA" if accelerator else "CPU"
@@ -249,8 +253,16 @@ def resolve_target(greengrass: dict[str, Any]) -> TargetSpec:
         if accelerator:
             gpu_code, trt_ver, cuda_ver = _nvidia_options(options)
             _check_nvidia(arch, gpu_code, trt_ver, cuda_ver)
+            precision = options.get(TRT_PRECISION_KEY, "fp32")
+            if precision not in TRT_PRECISIONS:
+                raise _invalid(f"compiler option '{TRT_PRECISION_KEY}' must be fp32 or fp16, got {precision!r}.")
             target = TargetSpec(
-                arch=arch, accelerator=accelerator, gpu_code=gpu_code, trt_ver=trt_ver, cuda_ver=cuda_ver
+                arch=arch,
+                accelerator=accelerator,
+                gpu_code=gpu_code,
+                trt_ver=trt_ver,
+                cuda_ver=cuda_ver,
+                trt_precision=precision,
             )
         else:
             mcpu, mattr = _cpu_options(options, arch)

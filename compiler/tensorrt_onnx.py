@@ -93,7 +93,9 @@ def prepare_for_tensorrt(model: onnx.ModelProto, trt_ver: str) -> onnx.ModelProt
     return model
 
 
-def build_profile(model: onnx.ModelProto, spec: ModelSpec, trt_ver: str, gpu_code: str) -> dict[str, Any]:
+def build_profile(
+    model: onnx.ModelProto, spec: ModelSpec, trt_ver: str, gpu_code: str, precision: str = "fp32"
+) -> dict[str, Any]:
     """What the agent's engine builder needs; its hash (with the GPU and TensorRT version) keys the engine cache."""
     data = model.SerializeToString()
     profile = {
@@ -101,7 +103,7 @@ def build_profile(model: onnx.ModelProto, spec: ModelSpec, trt_ver: str, gpu_cod
         "onnx_sha256": hashlib.sha256(data).hexdigest(),
         "trt_ver": trt_ver,
         "gpu_code": gpu_code,
-        "precision": "fp32",
+        "precision": precision,
         "workspace_mib": WORKSPACE_MIB,
         "input": {"name": spec.input_name, "shape": [1, 3, *spec.input_size], "dtype": "float32"},
         "opset": _default_opset(model),

@@ -11,7 +11,7 @@ from typing import Any
 import onnx
 
 from compiler.cuda_compile import compile_device_code
-from compiler.cuda_toolkits import CudaToolkit, missing_toolkit_message, pick_toolkit
+from compiler.cuda_toolkits import CudaToolkit, installed_toolkits, missing_toolkit_message, pick_toolkit
 from compiler.model_contract import ModelSpec
 from compiler.targets import CROSS_COMPILERS, TargetSpec
 from edge_agent.cubin_info import read_cubin
@@ -48,7 +48,7 @@ def pin_input_shape(model: onnx.ModelProto, spec: ModelSpec) -> onnx.ModelProto:
     return pinned
 
 
-def missing_tools(target: TargetSpec) -> list[str]:
+def missing_tools(target: TargetSpec, data_dir: Path) -> list[str]:
     """What to install before `target` can be built here (cross compiler, CUDA toolkit); empty when ready."""
     missing = []
     if target.is_cross:
@@ -57,8 +57,8 @@ def missing_tools(target: TargetSpec) -> list[str]:
             missing.append(
                 f"Cross-compiling for {target.arch} needs {compiler}, which is not installed: apt-get install {package}"
             )
-    if target.accelerator == "nvidia" and pick_toolkit(target.cuda_ver) is None:
-        missing.append(missing_toolkit_message(target.cuda_ver))
+    if target.accelerator == "nvidia" and pick_toolkit(target.cuda_ver, installed_toolkits(data_dir)) is None:
+        missing.append(missing_toolkit_message(target.cuda_ver, installed_toolkits(data_dir)))
     return missing
 
 
@@ -110,17 +110,18 @@ def import_model(model: onnx.ModelProto, spec: ModelSpec) -> Any:
     return from_onnx(model, shape_dict={spec.input_name: [1, 3, *spec.input_size]}, keep_params_in_input=False)
 
 
-def compile_model(mod: Any, target: TargetSpec, out_dir: Path) -> CompiledModel:
+def compile_model(mod: Any, target: TargetSpec, out_dir: Path, data_dir: Path) -> CompiledModel:
     """Compile the (scheduled) Relax module for `target` and export it (with the cross compiler for another
-    architecture); for NVIDIA targets also compile the device code with the toolkit matching `cuda-ver`."""
+    architecture); for NVIDIA targets also compile the device code with the toolkit matching `cuda-ver` (among
+    those of the data directory `data_dir` and this environment)."""
     import tvm
 
     executable = tvm.compile(mod, tvm_target(target))
     device_code = None
     if target.accelerator == "nvidia":
-        toolkit = pick_toolkit(target.cuda_ver)
+        toolkit = pick_toolkit(target.cuda_ver, installed_toolkits(data_dir))
         if toolkit is None:
-            raise RuntimeError(missing_toolkit_message(target.cuda_ver))
+            raise RuntimeError(missing_toolkit_message(target.cuda_ver, installed_toolkits(data_dir)))
         device_code = _write_device_code(executable, target, toolkit, out_dir)
     library = out_dir / LIBRARY_NAME
     if target.is_cross:

@@ -77,7 +77,7 @@ def test_package_export_and_run_reference_model(data_dir, reference_model, tmp_p
         "RUNNING: Pinning input",
         "RUNNING: Importing the model into TVM",
         "RUNNING: Schedules: ",
-        "RUNNING: Checking the compiled model against ONNX Runtime",
+        "RUNNING: Checking the Linux x86_64 CPU core-avx2 module against ONNX Runtime",
         "RUNNING: Writing the artifact bundle",
         "RUNNING: Writing artifacts to s3://my-bucket/models/",
         "RUNNING: Registering component com.example.CircuitBoards version 1.0.0",
@@ -148,14 +148,14 @@ def test_package_export_and_run_reference_model(data_dir, reference_model, tmp_p
                 strict=True,
             )
         )
-        got = model.module.run(tensor)
+        got = model.engine.run(tensor)
         for name, value in expected.items():
             np.testing.assert_allclose(got[name], value, atol=ATOL, rtol=RTOL)
         assert model.detect(sample.rgb).is_anomalous == sample.is_anomalous
 
     # The golden I/O shipped in the bundle re-checks on the device too.
     golden = bundle.manifest["golden"]
-    outputs = model.module.run(np.load(bundle.root / golden["input"]))
+    outputs = model.engine.run(np.load(bundle.root / golden["input"]))
     for name, path in golden["outputs"].items():
         reference = np.load(bundle.root / path)
         if reference.dtype == np.bool_:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import shutil
 import subprocess
@@ -19,7 +20,13 @@ import pytest
 import regex
 import yaml
 
-from compiler.cuda_toolkits import CudaToolkit, missing_toolkit_message, pick_toolkit
+from compiler.cuda_toolkits import (
+    CudaToolkit,
+    installed_toolkits,
+    missing_toolkit_message,
+    pick_toolkit,
+    toolkits_dir,
+)
 from compiler.sample_images import held_out_set
 from compiler.tensorrt_onnx import parser_limits
 from edge_agent.bundle import verify_bundle
@@ -32,6 +39,7 @@ from edge_agent.tensorrt_client import probe
 from edge_agent.tensorrt_runner import BACKEND_ENV
 from tests.agent_harness import REPO, AgentProcess, PackagingRequest, ensure_running, package_models
 from tests.conftest import make_service, stop_workers, wait_for_job
+from tests.models import anomalib_like
 from tests.qemu import arm64_env, arm64_python
 
 EM_X86_64, EM_AARCH64 = 62, 183
@@ -66,8 +74,8 @@ ROWS = {
 @pytest.fixture(scope="module")
 def nvidia_bundles(tmp_path_factory, reference_model, reference_metadata) -> dict[str, tuple[Path, Path]]:
     """Each row packaged by a real job: component → (unpacked bundle folder, recipe YAML)."""
-    if pick_toolkit("11.4") is None:
-        pytest.skip(missing_toolkit_message("11.4") + " (the test extra installs it)")
+    if pick_toolkit("11.4", installed_toolkits()) is None:
+        pytest.skip(missing_toolkit_message("11.4", installed_toolkits()) + " (the test extra installs it)")
     work = tmp_path_factory.mktemp("nvidia")
     service = make_service(work / "data")
     requests = [
@@ -226,17 +234,17 @@ def _failed_job(data_dir: Path, model_file: Path, metadata: dict, target: dict) 
     return description["StatusMessage"]
 
 
-def test_a_job_without_a_toolkit_for_the_cuda_major_fails_naming_the_extra(
+def test_a_job_without_a_toolkit_for_the_cuda_major_fails_naming_the_install_command(
     tmp_path, reference_model, reference_metadata
 ) -> None:
-    if pick_toolkit("12.4") is not None:
-        pytest.skip("a CUDA 12 toolkit is installed here")
+    if pick_toolkit("12.4", installed_toolkits()) is not None:
+        pytest.skip("a CUDA 12 toolkit is installed in this environment")
     target = {
         "TargetPlatform": {"Os": "LINUX", "Arch": "X86_64", "Accelerator": "NVIDIA"},
         "CompilerOptions": '{"gpu-code": "sm_86", "trt-ver": "8.6.1", "cuda-ver": "12.4"}',
     }
     message = _failed_job(tmp_path, reference_model.model_path, reference_metadata, target)
-    assert "needs a CUDA 12.x compiler" in message and "pip install 'lookout-edge[cuda12]'" in message
+    assert "needs a CUDA 12.x compiler" in message and "`lookout-edge install-cuda-toolkit 12`" in message
 
 
 def test_g5_options_from_the_original_table_refuse_an_opset_17_model_with_the_reason(
@@ -383,3 +391,41 @@ def test_doctor_under_qemu_gives_an_honest_arm64_report(nvidia_bundles) -> None:
     assert "TVM CUDA module:  not usable: no NVIDIA driver" in report
     assert "TVM CPU module:   golden check passed" in report
     assert "verdict:      StartModel will serve this bundle with the TVM CPU module" in report
+
+
+CUDA12_CACHE = Path(os.environ.get("LOOKOUT_EDGE_TOOLKIT_CACHE", Path.home() / ".cache/lookout-edge"))
+
+
+@pytest.mark.slow
+def test_one_installation_packages_for_cuda_11_and_cuda_12_devices(tmp_path) -> None:
+    """CUDA 11 from the environment's wheels (the test extra), CUDA 12 from the data directory, where
+    `lookout-edge install-cuda-toolkit 12` puts it (.ci/run runs it with --data-dir ~/.cache/lookout-edge)."""
+    cuda12 = toolkits_dir(CUDA12_CACHE) / "cuda12"
+    if not (cuda12 / "nvidia" / "cuda_nvrtc").is_dir():
+        pytest.skip(f"no CUDA 12 toolkit at {cuda12}: lookout-edge --data-dir {CUDA12_CACHE} install-cuda-toolkit 12")
+    data = tmp_path / "data"
+    toolkits_dir(data).mkdir(parents=True)
+    (toolkits_dir(data) / "cuda12").symlink_to(cuda12)
+    model_file, metadata = tmp_path / "model.onnx", {}
+    onnx.save(anomalib_like([1]), str(model_file))
+    options = {"sm_75": ("11.8", "8.6.1"), "sm_86": ("12.4", "8.6.1")}
+    configurations = {
+        f"com.example.Cuda{cuda[:2]}": {
+            "TargetPlatform": {"Os": "LINUX", "Arch": "X86_64", "Accelerator": "NVIDIA"},
+            "CompilerOptions": json.dumps({"gpu-code": gpu, "trt-ver": trt, "cuda-ver": cuda}),
+        }
+        for gpu, (cuda, trt) in options.items()
+    }
+    service = make_service(data)
+    try:
+        requests = [PackagingRequest("mixed", model_file, metadata, c, "1.0.0") for c in configurations]
+        archives = package_models(service, requests, tmp_path / "gg", configurations=configurations)
+    finally:
+        stop_workers(service)
+    for (gpu, (cuda, _)), component in zip(options.items(), configurations, strict=True):
+        with zipfile.ZipFile(archives[f"{component}-1.0.0"]) as zf:
+            manifest = json.loads(zf.read("manifest.json"))
+            code = manifest["compiler"]["device_code"]
+            info = read_cubin(zf.read(code["file"]))
+        assert (info.arch, info.toolkit[0]) == (gpu, int(cuda.split(".")[0])), code
+        assert (f" in {toolkits_dir(data)}" in code["compiler"]) == (cuda.startswith("12")), code["compiler"]

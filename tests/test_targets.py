@@ -83,16 +83,16 @@ def test_arm64_cpu_resolves_with_its_options() -> None:
     }
 
 
-def test_a_missing_cross_compiler_is_named_with_its_package(monkeypatch) -> None:
+def test_a_missing_cross_compiler_is_named_with_its_package(monkeypatch, tmp_path) -> None:
     from compiler.tvm_build import missing_tools
 
     target = resolve_target({"TargetPlatform": {"Os": "LINUX", "Arch": "ARM64"}})
     monkeypatch.setenv("PATH", "/nonexistent")
-    assert missing_tools(target) == [
+    assert missing_tools(target, tmp_path) == [
         "Cross-compiling for aarch64 needs aarch64-linux-gnu-gcc, which is not installed: "
         "apt-get install gcc-aarch64-linux-gnu"
     ]
-    assert missing_tools(resolve_target({"TargetPlatform": {"Os": "LINUX", "Arch": "X86_64"}})) == []
+    assert missing_tools(resolve_target({"TargetPlatform": {"Os": "LINUX", "Arch": "X86_64"}}), tmp_path) == []
 
 
 NVIDIA_ARM64 = {"Os": "LINUX", "Arch": "ARM64", "Accelerator": "NVIDIA"}
@@ -121,6 +121,11 @@ NVIDIA_X86 = {**X86, "Accelerator": "NVIDIA"}
         (NVIDIA_ARM64, '{"gpu-code": "sm_72", "trt-ver": "8.5", "cuda-ver": "11.4"}', "x.y.z like 8.5.2"),
         (NVIDIA_ARM64, '{"gpu-code": "sm_72", "trt-ver": "8.5.2", "cuda-ver": "11"}', "x.y like 11.4"),
         (NVIDIA_ARM64, '{"gpu-code": "sm_72", "trt-ver": "10.3.0", "cuda-ver": "13.0"}', "no longer builds for sm_72"),
+        (
+            NVIDIA_ARM64,
+            '{"gpu-code": "sm_72", "trt-ver": "8.5.2", "cuda-ver": "11.4", "trt-precision": "int8"}',
+            "'trt-precision' must be fp32 or fp16, got 'int8'",
+        ),
     ],
 )
 def test_nvidia_option_combinations(platform: dict, options: str, words: str) -> None:
@@ -155,3 +160,17 @@ def test_nvidia_targets_resolve(greengrass: dict, expected: tuple) -> None:
     assert (target.arch, target.gpu_code, target.trt_ver, target.cuda_ver) == expected
     assert target.accelerator == "nvidia"
     assert target.device_requirements()["gpu"].startswith(expected[1])
+
+
+def test_nvidia_targets_take_a_tensorrt_precision_and_name_their_host_cpu() -> None:
+    options = '{"gpu-code": "sm_72", "trt-ver": "8.5.2", "cuda-ver": "11.4", "trt-precision": "fp16"}'
+    target = resolve_target({"TargetPlatform": NVIDIA_ARM64, "CompilerOptions": options})
+    assert target.trt_precision == "fp16"
+    assert resolve_target({"TargetDevice": "jetson_xavier"}).trt_precision == "fp32"
+    assert target.host_cpu() == resolve_target(
+        {"TargetPlatform": {"Os": "LINUX", "Arch": "ARM64"}, "CompilerOptions": '{"mcpu": "carmel"}'}
+    )
+    orin = '{"gpu-code": "sm_87", "trt-ver": "8.5.2", "cuda-ver": "11.4"}'
+    assert resolve_target({"TargetPlatform": NVIDIA_ARM64, "CompilerOptions": orin}).host_cpu().mcpu == "cortex-a78ae"
+    t4 = '{"gpu-code": "sm_75", "trt-ver": "8.6.1", "cuda-ver": "11.8"}'
+    assert resolve_target({"TargetPlatform": NVIDIA_X86, "CompilerOptions": t4}).host_cpu().mcpu == "core-avx2"
