@@ -19,12 +19,13 @@ from typing import Any
 
 from compiler.output_store import s3_uri
 from compiler.recipe import PUBLISHER, RECIPE_FORMAT_VERSION, artifact_digest, write_recipes
-from edge_agent.defaults import AGENT_COMPONENT_NAME, AGENT_REGISTRY, AGENT_VENV, DEFAULT_SOCKET, package_version
+from compiler.targets import GREENGRASS_ARCHITECTURES
+from edge_agent.config import AgentConfig
+from edge_agent.defaults import AGENT_COMPONENT_NAME, AGENT_REGISTRY, AGENT_VENV, package_version
 from edge_agent.greengrass_ipc import IOT_CORE_TOPIC, LOCAL_TOPIC, SHADOW_NAME
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-# Greengrass architecture names, and the newest glibc the wheels may need: 2.31 is Ubuntu 20.04 / JetPack 5.
-ARCHITECTURES = {"aarch64": "aarch64", "x86_64": "amd64"}
+# The newest glibc the wheels may need: 2.31 is Ubuntu 20.04 / JetPack 5.
 NEWEST_GLIBC_MINOR = 31
 PACKAGE = "lookout-edge"
 
@@ -124,7 +125,7 @@ def agent_recipe(version: str, python: str, artifacts: list[tuple[str, str, str 
         if digest is not None:
             artifact.update({"Digest": digest, "Algorithm": "SHA-256"})
         manifests.append({
-            "Platform": {"os": "linux", "architecture": ARCHITECTURES[arch]},
+            "Platform": {"os": "linux", "architecture": GREENGRASS_ARCHITECTURES[arch]},
             "Lifecycle": {
                 "Install": {
                     "Script": f"python{python} -m venv {venv} && {venv}/bin/python -m pip install --no-index "
@@ -149,12 +150,7 @@ def agent_recipe(version: str, python: str, artifacts: list[tuple[str, str, str 
         "ComponentPublisher": PUBLISHER,
         "ComponentConfiguration": {
             "DefaultConfiguration": {
-                "Socket": DEFAULT_SOCKET,
-                "Concurrency": 1,
-                "MaxQueuedRequests": 32,
-                "MemoryBudgetMiB": 0,
-                "ReportIntervalSeconds": 300,
-                "Models": {},
+                **AgentConfig().default_mapping(),
                 "accessControl": {
                     "aws.greengrass.ipc.mqttproxy": {
                         f"{name}:mqttproxy:1": _policy(

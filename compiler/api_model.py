@@ -8,6 +8,8 @@ Patterns are Java regular expressions matched against the whole value, as AWS se
 
 from __future__ import annotations
 
+import re
+
 DESCRIPTION_PATTERN = r"[a-zA-Z0-9-_. ()':,;?]+"
 
 SHAPES: dict[str, dict] = {
@@ -305,3 +307,9 @@ OPERATIONS: dict[str, dict] = {
         "(recipes/ and artifacts/) for `greengrass-cli deployment create`.",
     },
 }
+
+
+def split_camel(name: str, separator: str) -> str:
+    """An operation or member name in another convention: StartModelPackagingJob → start-model-packaging-job
+    (the CLI, separator "-") or start_model_packaging_job (boto3's method names, "_")."""
+    return re.sub(r"(?<!^)(?=[A-Z])", separator, name).lower()

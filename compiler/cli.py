@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any, NoReturn
 import yaml
 
 from compiler import local_commands
-from compiler.api_model import OPERATIONS, SHAPES
+from compiler.api_model import OPERATIONS, SHAPES, split_camel
 from compiler.client import Client
 from compiler.errors import ServiceError
 from compiler.exit_codes import EXIT_SERVICE_ERROR, EXIT_USAGE, EXIT_WAIT_FAILED
@@ -38,7 +37,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def kebab(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower()
+    return split_camel(name, "-")
 
 
 def _read_document(text: str, flag: str) -> Any:

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from compiler.targets import TargetSpec
-from edge_agent.bundle import file_sha256
+from edge_agent.bundle import sha256_file
 from edge_agent.defaults import AGENT_COMPONENT_NAME, AGENT_REGISTRY, AGENT_VENV, DEFAULT_SOCKET, package_version
 
 RECIPE_FORMAT_VERSION = "2020-01-25"
@@ -27,7 +27,7 @@ def agent_version_requirement(version: str) -> str:
 
 def artifact_digest(path: Path) -> str:
     """Base64 of the raw SHA-256 bytes, as the nucleus compares it."""
-    return base64.b64encode(file_sha256(path)).decode()
+    return base64.b64encode(bytes.fromhex(sha256_file(path))).decode()
 
 
 def _agent_cli(component: str, component_version: str, action: str) -> str:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Callable
 from typing import Any
 
 from compiler import idempotency
-from compiler.api_model import OPERATIONS
+from compiler.api_model import OPERATIONS, split_camel
 from compiler.catalog import ComponentCatalog
 from compiler.database import Database
 from compiler.jobs import PackagingJobs
@@ -22,7 +21,7 @@ from compiler.worker_pool import WorkerPool
 
 def operation_method(operation: str) -> str:
     """StartModelPackagingJob → start_model_packaging_job (boto3's naming)."""
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", operation).lower()
+    return split_camel(operation, "_")
 
 
 class Service:

@@ -38,17 +38,13 @@ class BundleError(Exception):
     """A bundle that is missing, malformed, or whose files do not match the manifest."""
 
 
-def file_sha256(path: Path) -> bytes:
-    """The raw SHA-256 digest of a file, read in 1 MiB chunks."""
+def sha256_file(path: Path) -> str:
+    """The hex SHA-256 digest of a file, read in 1 MiB chunks."""
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
-    return digest.digest()
-
-
-def sha256_file(path: Path) -> str:
-    return file_sha256(path).hex()
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

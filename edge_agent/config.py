@@ -60,20 +60,31 @@ class AgentConfig:
         unknown = sorted(set(data) - known - IGNORED_KEYS)
         if unknown:
             raise ConfigError(f"unknown configuration key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        socket = data.get("Socket", DEFAULT_SOCKET)
+        socket = data.get("Socket", cls.socket)
         if not isinstance(socket, str):
             raise ConfigError(f"Socket must be a string like {DEFAULT_SOCKET}, got {socket!r}")
         socket_path(socket)
         return cls(
             socket=socket,
-            concurrency=_integer(data, "Concurrency", 1, 1, MAX_CONCURRENCY),
-            max_queued_requests=_integer(data, "MaxQueuedRequests", 32, 1, MAX_QUEUED),
-            memory_budget_mib=_integer(data, "MemoryBudgetMiB", 0, 0, 1 << 30),
-            report_interval_seconds=_integer(data, "ReportIntervalSeconds", 300, 1, 86_400),
+            concurrency=_integer(data, "Concurrency", cls.concurrency, 1, MAX_CONCURRENCY),
+            max_queued_requests=_integer(data, "MaxQueuedRequests", cls.max_queued_requests, 1, MAX_QUEUED),
+            memory_budget_mib=_integer(data, "MemoryBudgetMiB", cls.memory_budget_mib, 0, 1 << 30),
+            report_interval_seconds=_integer(data, "ReportIntervalSeconds", cls.report_interval_seconds, 1, 86_400),
             thresholds=_thresholds({} if data.get("Models") is None else data["Models"]),
             tensorrt_python=_tensorrt_python(data.get("TensorRTPython")),
             tensorrt_precision=_choice(data, "TensorRTPrecision", PRECISIONS),
         )
+
+    def default_mapping(self) -> dict[str, Any]:
+        """The keys with their values as a configuration file or a recipe's DefaultConfiguration writes them."""
+        return {
+            "Socket": self.socket,
+            "Concurrency": self.concurrency,
+            "MaxQueuedRequests": self.max_queued_requests,
+            "MemoryBudgetMiB": self.memory_budget_mib,
+            "ReportIntervalSeconds": self.report_interval_seconds,
+            "Models": {name: {"Threshold": value} for name, value in self.thresholds.items()},
+        }
 
 
 def _tensorrt_python(value: Any) -> str | None:
