@@ -20,6 +20,12 @@ class ModelNotFound(AgentError):
     code = "NOT_FOUND"
 
 
+class PermissionDenied(AgentError):
+    """The caller asked the agent to read or write a shared-memory segment the caller itself may not."""
+
+    code = "PERMISSION_DENIED"
+
+
 class NotInRequiredState(AgentError):
     code = "FAILED_PRECONDITION"
 

@@ -1,9 +1,11 @@
-"""The gRPC server on the Unix socket: socket file hygiene, message limits, health service, graceful stop."""
+"""The gRPC server on the Unix socket: socket file hygiene, message limits, health service, graceful stop.
+
+The public socket belongs to the peer relay (edge_agent/peer_relay.py), which tells the servicer who each caller
+is; the gRPC server itself listens in the relay's private folder."""
 
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import stat
 import threading
@@ -15,6 +17,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from edge_agent.agent import Agent
 from edge_agent.config import AgentConfig, socket_path
+from edge_agent.peer_relay import PeerRelay
 from edge_agent.servicer import EdgeAgentServicer, add_to_server
 
 log = logging.getLogger(__name__)
@@ -56,6 +59,7 @@ class AgentServer:
     def __init__(self, agent: Agent, address: str) -> None:
         self.address = address
         self.path = socket_path(address)
+        self.relay = PeerRelay(self.path, SOCKET_MODE)
         self.health = health.HealthServicer()
         self._server = grpc.server(
             ThreadPoolExecutor(max_workers=HANDLER_THREADS, thread_name_prefix="rpc"),
@@ -65,19 +69,20 @@ class AgentServer:
             ],
             maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS,
         )
-        add_to_server(EdgeAgentServicer(agent), self._server)
+        add_to_server(EdgeAgentServicer(agent, self.relay.caller), self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         self._inode: int | None = None
 
     def start(self) -> None:
         prepare_socket(self.path)
-        previous = os.umask(0o777 & ~SOCKET_MODE)  # the socket file is born with SOCKET_MODE, never wider
+        self._server.add_insecure_port(f"unix://{self.relay.internal}")
+        self._server.start()
         try:
-            self._server.add_insecure_port(f"unix://{self.path}")
-            self._server.start()
-        finally:
-            os.umask(previous)
-        os.chmod(self.path, SOCKET_MODE)
+            self.relay.start()
+        except OSError:
+            self._server.stop(None)
+            self.relay.remove_folder()
+            raise
         self._inode = self.path.stat().st_ino
         for service in ("", SERVICE_NAME):
             self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
@@ -86,12 +91,14 @@ class AgentServer:
     def stop(self, grace: float) -> None:
         """Refuse new calls, give calls in flight up to `grace` seconds, then remove the socket file."""
         self.health.enter_graceful_shutdown()
+        self.relay.stop_accepting()
         self._server.stop(grace).wait()
         try:
             if self._inode is not None and self.path.stat().st_ino == self._inode:
                 self.path.unlink()
         except FileNotFoundError:
             pass
+        self.relay.remove_folder()
         log.info("stopped serving on %s", self.address)
 
 

@@ -22,6 +22,7 @@ from edge_agent.generated import edge_agent_pb2 as pb
 from edge_agent.generated import edge_agent_pb2_grpc as pb_grpc
 from edge_agent.image_input import check_dimensions, image_from_bytes
 from edge_agent.model_slot import ModelInfo
+from edge_agent.peer_relay import Caller
 from edge_agent.results import Detection
 from edge_agent.shared_memory import SegmentRef, check_mask_target, read_image, write_mask
 
@@ -90,12 +91,17 @@ def _model_fields(info: ModelInfo) -> dict[str, Any]:
 
 
 class EdgeAgentServicer(pb_grpc.EdgeAgentServicer):
-    def __init__(self, agent: Agent) -> None:
+    """`callers` names the process behind a call's peer (peer_relay.PeerRelay.caller): shared-memory segments
+    are opened only as that caller could open them."""
+
+    def __init__(self, agent: Agent, callers: Callable[[str], Caller | None] = lambda _: None) -> None:
         self.agent = agent
+        self._callers = callers
 
     @_rpc
     def DetectAnomalies(self, request: pb.DetectAnomaliesRequest, context: grpc.ServicerContext):
         bitmap = request.bitmap
+        caller = self._callers(context.peer())
         check_dimensions(bitmap.width, bitmap.height)
         source = bitmap.WhichOneof("data")
         if source is None:
@@ -104,11 +110,15 @@ class EdgeAgentServicer(pb_grpc.EdgeAgentServicer):
             image = image_from_bytes(bitmap.width, bitmap.height, bitmap.byte_data)
         else:
             image = read_image(
-                _segment(bitmap.shared_memory_handle), "bitmap.shared_memory_handle", bitmap.width, bitmap.height
+                _segment(bitmap.shared_memory_handle),
+                "bitmap.shared_memory_handle",
+                bitmap.width,
+                bitmap.height,
+                caller,
             )
         mask_handle = _mask_handle(request.anomaly_mask_params)
         if mask_handle is not None:
-            check_mask_target(_segment(mask_handle), MASK_FIELD, bitmap.width, bitmap.height)
+            check_mask_target(_segment(mask_handle), MASK_FIELD, bitmap.width, bitmap.height, caller)
         future = self.agent.submit(request.model_component, image, with_mask=True)
         context.add_callback(future.cancel)
         detection = future.result()
@@ -119,7 +129,7 @@ class EdgeAgentServicer(pb_grpc.EdgeAgentServicer):
                 result.anomaly_mask.byte_data = detection.mask.tobytes()
             else:
                 ref = _segment(mask_handle)
-                write_mask(ref, MASK_FIELD, detection.mask)
+                write_mask(ref, MASK_FIELD, detection.mask, caller)
                 result.anomaly_mask.shared_memory_handle.CopyFrom(
                     pb.SharedMemoryHandle(name=ref.name, size=detection.mask.nbytes, offset=ref.offset)
                 )

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_agent.errors import InvalidArgument, quoted
+from edge_agent.errors import InvalidArgument, PermissionDenied, quoted
+from edge_agent.peer_relay import Caller
 
 SHM_ROOT = Path("/dev/shm")  # where Linux's shm_open keeps segments
 NAME_MAX = 255
@@ -42,7 +43,7 @@ def _segment_path(ref: SegmentRef, field: str) -> Path:
 
 
 @contextmanager
-def _open_segment(ref: SegmentRef, field: str, needed: int, writable: bool) -> Iterator[int]:
+def _open_segment(ref: SegmentRef, field: str, needed: int, writable: bool, caller: Caller | None) -> Iterator[int]:
     path = _segment_path(ref, field)
     if ref.size < needed:
         raise InvalidArgument(f"{field}.size is {ref.size} bytes but width*height*3 = {needed} bytes are needed")
@@ -64,6 +65,12 @@ def _open_segment(ref: SegmentRef, field: str, needed: int, writable: bool) -> I
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise InvalidArgument(f"{field}.name: {ref.name!r} is not a shared-memory segment")
+        if caller is not None and not caller.may(info.st_uid, info.st_gid, info.st_mode, writable):
+            raise PermissionDenied(
+                f"{field}.name: the caller ({caller.describe()}) may not {'write' if writable else 'read'} segment "
+                f"{ref.name!r} (owner uid {info.st_uid}, gid {info.st_gid}, mode {stat.S_IMODE(info.st_mode):04o}); "
+                "the agent reads and writes only segments its caller could"
+            )
         if ref.offset + ref.size > info.st_size:
             raise InvalidArgument(
                 f"{field}: offset {ref.offset} + size {ref.size} = {ref.offset + ref.size} bytes lies beyond the end "
@@ -88,28 +95,28 @@ def row_stride(ref: SegmentRef, field: str, width: int, height: int) -> int:
     )
 
 
-def read_image(ref: SegmentRef, field: str, width: int, height: int) -> np.ndarray:
+def read_image(ref: SegmentRef, field: str, width: int, height: int, caller: Caller | None = None) -> np.ndarray:
     """Read an RGB888 image of `size` bytes (packed, or with padded rows: `row_stride`); returns an (H, W, 3)
-    uint8 array (a view skipping the padding when rows are padded)."""
+    uint8 array (a view skipping the padding when rows are padded). `caller`: who asked (None: not checked)."""
     stride = row_stride(ref, field, width, height)
     rows = np.empty((height, stride), dtype=np.uint8)
-    with _open_segment(ref, field, ref.size, writable=False) as fd:
+    with _open_segment(ref, field, ref.size, writable=False, caller=caller) as fd:
         got = os.preadv(fd, [memoryview(rows).cast("B")], ref.offset)
     if got != ref.size:
         raise InvalidArgument(f"{field}: segment {ref.name!r} shrank during the call ({got} of {ref.size} bytes read)")
     return rows[:, : width * 3].reshape(height, width, 3)
 
 
-def check_mask_target(ref: SegmentRef, field: str, width: int, height: int) -> None:
+def check_mask_target(ref: SegmentRef, field: str, width: int, height: int, caller: Caller | None = None) -> None:
     """Fail before inference when the mask would not fit into, or may not be written to, the segment."""
-    with _open_segment(ref, field, width * height * 3, writable=True):
+    with _open_segment(ref, field, width * height * 3, writable=True, caller=caller):
         pass
 
 
-def write_mask(ref: SegmentRef, field: str, mask: np.ndarray) -> int:
+def write_mask(ref: SegmentRef, field: str, mask: np.ndarray, caller: Caller | None = None) -> int:
     """Write an (H, W, 3) uint8 mask at the handle's offset; returns the bytes written."""
     data = memoryview(np.ascontiguousarray(mask)).cast("B")
-    with _open_segment(ref, field, len(data), writable=True) as fd:
+    with _open_segment(ref, field, len(data), writable=True, caller=caller) as fd:
         written = os.pwrite(fd, data, ref.offset)
     if written != len(data):
         raise InvalidArgument(f"{field}: only {written} of {len(data)} mask bytes fit into segment {ref.name!r}")
