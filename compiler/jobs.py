@@ -199,17 +199,24 @@ class PackagingJobs:
         return result
 
     def recover_orphans(self) -> None:
-        """Fail RUNNING jobs whose worker died; make sure queued jobs have a worker."""
-        with self.db.transaction() as conn:
-            for row in conn.execute("SELECT * FROM jobs WHERE status = 'RUNNING'").fetchall():
-                if pid_is_worker(row["worker_pid"]) or row["worker_pid"] == os.getpid():
-                    continue
-                message = (
-                    f"The packaging worker (pid {row['worker_pid']}) stopped while the job was running "
-                    f"(last step: {row['status_message']}). Nothing was published. Start a new "
-                    "packaging job; the worker log is in the data directory's logs/ folder."
-                )
-                fail_job(conn, row["seq"], message)
-            queued = conn.execute("SELECT COUNT(*) FROM jobs WHERE status = 'CREATED'").fetchone()[0]
-        if queued:
+        """Fail RUNNING jobs whose worker died; make sure queued jobs have a worker. Reads first: a write
+        transaction is opened only when there is an orphan to fail, so Describe and List never write otherwise."""
+        orphans = [
+            row
+            for row in self.db.query("SELECT seq, worker_pid, status_message FROM jobs WHERE status = 'RUNNING'")
+            if not (pid_is_worker(row["worker_pid"]) or row["worker_pid"] == os.getpid())
+        ]
+        if orphans:
+            with self.db.transaction() as conn:
+                for row in orphans:
+                    still = "SELECT 1 FROM jobs WHERE seq = ? AND status = 'RUNNING' AND worker_pid = ?"
+                    if conn.execute(still, (row["seq"], row["worker_pid"])).fetchone() is None:
+                        continue  # it finished, or another process failed it, since the read
+                    message = (
+                        f"The packaging worker (pid {row['worker_pid']}) stopped while the job was running "
+                        f"(last step: {row['status_message']}). Nothing was published. Start a new "
+                        "packaging job; the worker log is in the data directory's logs/ folder."
+                    )
+                    fail_job(conn, row["seq"], message)
+        if self.db.query("SELECT COUNT(*) FROM jobs WHERE status = 'CREATED'")[0][0]:
             self.workers.ensure_worker()

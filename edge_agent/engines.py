@@ -14,13 +14,16 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from edge_agent.bundle import ENGINE_TENSORRT, ENGINE_TVM_CUDA, Bundle, BundleError, EngineSpec
 from edge_agent.gpu_facts import driver_facts, linked_cudart_major
 from edge_agent.output_parity import compare
+
+if TYPE_CHECKING:
+    from edge_agent.tensorrt_client import TensorRTRunner
 
 # The golden check of an fp16 (TensorRT) engine: half precision keeps about 3 significant digits, so scores and
 # anomaly maps may differ from ONNX Runtime's fp32 outputs by about 1e-2; masks may flip along their edges.
@@ -116,7 +119,7 @@ class EngineFactory:
 
     bundle: Bundle
     options: EngineOptions = field(default_factory=EngineOptions)
-    _runner: object | None = None
+    _runner: TensorRTRunner | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def problem(self, spec: EngineSpec) -> str | None:

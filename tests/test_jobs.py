@@ -255,3 +255,17 @@ def test_job_whose_worker_died_is_failed_with_an_explanation(service, classifier
     assert wait_for_job(restarted, "p", _start(restarted))["Status"] == "SUCCEEDED"
     stop_workers(restarted)
     assert not [f.name for f in work.iterdir() if f"pid{pid}-" in f.name]
+
+
+def test_describe_and_list_do_not_write_when_no_worker_died(queue_only, classifier_file, monkeypatch) -> None:
+    _project_with_model(queue_only, classifier_file)
+    job = _start(queue_only)
+
+    def no_writes():
+        raise AssertionError("a read-only call opened a write transaction")
+
+    monkeypatch.setattr(queue_only.db, "transaction", no_writes)
+    description = queue_only.call("DescribeModelPackagingJob", {"ProjectName": "p", "JobName": job})
+    assert description["ModelPackagingDescription"]["Status"] == "CREATED"
+    listed = queue_only.call("ListModelPackagingJobs", {"ProjectName": "p"})["ModelPackagingJobs"]
+    assert [j["JobName"] for j in listed] == [job]
