@@ -209,7 +209,8 @@ SHAPES: dict[str, dict] = {
 }
 
 # Operation → output and input members (member name → shape) and which inputs are required. `idempotency` names the
-# member the SDK fills with a fresh token when the caller gives none.
+# member the SDK fills with a fresh token when the caller gives none; `paginated`, the output member a page of a
+# list operation holds (pagination.page_response).
 OPERATIONS: dict[str, dict] = {
     "CreateProject": {
         "output": {"ProjectMetadata": "ProjectMetadata"},

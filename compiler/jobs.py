@@ -20,7 +20,7 @@ from compiler.errors import (
 from compiler.idempotency import settle
 from compiler.job_steps import JobStep, fail_job, record_step, steps_after
 from compiler.output_store import prefix_problem
-from compiler.pagination import DEFAULT_PAGE_SIZE, page_rows
+from compiler.pagination import DEFAULT_PAGE_SIZE, page_response, page_rows
 from compiler.registry import ACTIVE_JOB_STATES, Registry
 from compiler.settings import Settings
 from compiler.targets import resolve_target
@@ -193,10 +193,7 @@ class PackagingJobs:
             NextToken,
             MaxResults,
         )
-        result: dict[str, Any] = {"ModelPackagingJobs": [self._metadata(r) for r in page]}
-        if token:
-            result["NextToken"] = token
-        return result
+        return page_response("ListModelPackagingJobs", [self._metadata(r) for r in page], token)
 
     def recover_orphans(self) -> None:
         """Fail RUNNING jobs whose worker died; make sure queued jobs have a worker. Reads first: a write

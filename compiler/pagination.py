@@ -5,8 +5,9 @@ from __future__ import annotations
 import base64
 import binascii
 import sqlite3
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from compiler.api_model import OPERATIONS
 from compiler.errors import ValidationException
 
 if TYPE_CHECKING:
@@ -49,3 +50,12 @@ def page_rows(
     page = rows[:max_results]
     token = encode_token(scope, page[-1][key]) if len(rows) > max_results else None
     return page, token
+
+
+def page_response(operation: str, items: list[dict[str, Any]], token: str | None) -> dict[str, Any]:
+    """A list operation's response: the page under the member its API model pages (`paginated`), and the
+    NextToken when there is a next page."""
+    response: dict[str, Any] = {OPERATIONS[operation]["paginated"]: items}
+    if token:
+        response["NextToken"] = token
+    return response

@@ -18,7 +18,7 @@ from compiler.idempotency import settle
 from compiler.model_contract import ModelSpec, inspect_model
 from compiler.model_file import read_model_file
 from compiler.operator_support import unsupported_operators
-from compiler.pagination import DEFAULT_PAGE_SIZE, page_rows
+from compiler.pagination import DEFAULT_PAGE_SIZE, page_response, page_rows
 from compiler.settings import Settings
 from compiler.timestamps import to_datetime
 from compiler.tvm_build import tvm_version
@@ -105,10 +105,7 @@ class Registry:
         page, token = page_rows(
             self.db, "projects", "SELECT * FROM projects WHERE 1 = 1", (), "seq", NextToken, MaxResults
         )
-        result: dict[str, Any] = {"Projects": [self._project_metadata(r) for r in page]}
-        if token:
-            result["NextToken"] = token
-        return result
+        return page_response("ListProjects", [self._project_metadata(r) for r in page], token)
 
     def delete_project(self, ProjectName: str, **_: Any) -> dict[str, Any]:
         with self.db.transaction() as conn:
@@ -252,10 +249,7 @@ class Registry:
             NextToken,
             MaxResults,
         )
-        result: dict[str, Any] = {"Models": [self._model_metadata(r) for r in page]}
-        if token:
-            result["NextToken"] = token
-        return result
+        return page_response("ListModels", [self._model_metadata(r) for r in page], token)
 
     def delete_model(self, ProjectName: str, ModelVersion: str, **_: Any) -> dict[str, Any]:
         with self.db.transaction() as conn:
