@@ -13,6 +13,10 @@ from compiler.output_store import OutputStore
 
 
 class ComponentCatalog:
+    """Packaged component versions: reserved by a job, deployable once published, exported to a local layout."""
+
+    OPERATIONS = ("ExportComponent",)
+
     def __init__(self, db: Database, store: OutputStore) -> None:
         self.db = db
         self.store = store

@@ -49,6 +49,8 @@ def pid_is_worker(pid: int | None) -> bool:
 class PackagingJobs:
     """The three packaging operations plus crash recovery."""
 
+    OPERATIONS = ("StartModelPackagingJob", "DescribeModelPackagingJob", "ListModelPackagingJobs")
+
     def __init__(self, settings: Settings, db: Database, registry: Registry, workers: WorkerPool) -> None:
         self.settings = settings
         self.db = db

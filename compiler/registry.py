@@ -42,6 +42,17 @@ class ModelVersion:
 class Registry:
     """Create, describe, list and delete projects and model versions."""
 
+    OPERATIONS = (
+        "CreateProject",
+        "DescribeProject",
+        "ListProjects",
+        "DeleteProject",
+        "CreateModel",
+        "DescribeModel",
+        "ListModels",
+        "DeleteModel",
+    )
+
     def __init__(self, settings: Settings, db: Database) -> None:
         self.settings = settings
         self.db = db

@@ -35,20 +35,21 @@ class Service:
         self.registry = Registry(settings, self.db)
         self.jobs = PackagingJobs(settings, self.db, self.registry, self.workers)
         self.catalog = ComponentCatalog(self.db, self.output_store)
+        # Each part names the operations it serves; together they must be exactly the API model's.
+        self._handlers: dict[str, Callable[..., dict[str, Any]]] = {
+            operation: getattr(part, operation_method(operation))
+            for part in (self.registry, self.jobs, self.catalog)
+            for operation in part.OPERATIONS
+        }
+        if set(self._handlers) != set(OPERATIONS):
+            raise AssertionError(f"operations without a handler: {sorted(set(OPERATIONS) ^ set(self._handlers))}")
         if recover:
             self.jobs.recover_orphans()
-
-    def _handler(self, operation: str) -> Callable[..., dict[str, Any]]:
-        method = operation_method(operation)
-        for part in (self.registry, self.jobs, self.catalog):
-            if hasattr(part, method):
-                return getattr(part, method)
-        raise AssertionError(f"no handler for {operation}")  # the API model and the code disagree
 
     def call(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
         """Validate `params` against the model and run `operation`, honouring ClientToken idempotency."""
         check_request(operation, params)
-        handler = self._handler(operation)
+        handler = self._handlers[operation]
         token_member = OPERATIONS[operation].get("idempotency")
         token = params.get(token_member) if token_member else None
         if not token:
