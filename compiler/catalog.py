@@ -13,7 +13,8 @@ from compiler.output_store import OutputStore
 
 
 class ComponentCatalog:
-    """Packaged component versions: reserved by a job, deployable once published, exported to a local layout."""
+    """Packaged component versions: marked deployable when a job publishes them, exported to the greengrass-cli
+    layout."""
 
     OPERATIONS = ("ExportComponent",)
 
