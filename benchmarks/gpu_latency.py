@@ -45,7 +45,7 @@ def _engines(bundle_path: Path, unpack: Path, runs: int) -> tuple[dict[str, floa
 
     load_runtime_library_only()
     bundle = open_bundle(bundle_path, unpack)
-    golden = np.load(bundle.root / bundle.manifest["golden"]["input"])
+    golden = np.load(bundle.root / bundle.manifest.golden.input)
     factory = EngineFactory(bundle)
     timings, skipped = {}, {}
     try:

@@ -45,10 +45,12 @@ def _bundle(archive: Path, tensor: np.ndarray) -> Callable[[], object]:
     import tempfile
 
     from edge_agent.bundle import open_bundle
+    from edge_agent.manifest import ENGINE_TVM_CPU
     from edge_agent.tvm_runtime import CompiledModule
 
     bundle = open_bundle(archive, Path(tempfile.mkdtemp(prefix="bench-bundle-")))
-    module = CompiledModule(bundle.library, bundle.output_names)
+    library = next(e.library for e in bundle.engines if e.kind == ENGINE_TVM_CPU)
+    module = CompiledModule(library, bundle.output_names)
     return lambda: module.run(tensor)
 
 

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import zipfile
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from edge_agent import output_parity
-from edge_agent.bundle import BUNDLE_FORMAT, MANIFEST_NAME, sha256_file
+from edge_agent.bundle import sha256_file
+from edge_agent.manifest import MANIFEST_NAME, Golden, Manifest, write_manifest_file
 
 BUNDLE_ARCHIVE = "model.zip"  # Greengrass unpacks it to {artifacts:decompressedPath}/model
 
 
-def write_golden(bundle_dir: Path, tensor: np.ndarray, outputs: dict[str, np.ndarray]) -> dict[str, Any]:
+def write_golden(bundle_dir: Path, tensor: np.ndarray, outputs: dict[str, np.ndarray]) -> Golden:
     """Store the golden input and the reference outputs; returns the manifest's `golden` section."""
     golden = bundle_dir / "golden"
     golden.mkdir(parents=True, exist_ok=True)
@@ -24,26 +24,25 @@ def write_golden(bundle_dir: Path, tensor: np.ndarray, outputs: dict[str, np.nda
     for i, (name, value) in enumerate(outputs.items()):
         files[name] = f"golden/output_{i}.npy"
         np.save(bundle_dir / files[name], value)
-    return {
-        "input": "golden/input.npy",
-        "outputs": files,
-        "reference": "onnxruntime",
-        "atol": output_parity.ATOL,
-        "rtol": output_parity.RTOL,
-        "max_mask_mismatch": output_parity.MAX_MASK_MISMATCH,
-    }
+    return Golden(
+        input="golden/input.npy",
+        outputs=files,
+        atol=output_parity.ATOL,
+        rtol=output_parity.RTOL,
+        max_mask_mismatch=output_parity.MAX_MASK_MISMATCH,
+    )
 
 
-def write_manifest(bundle_dir: Path, sections: dict[str, Any]) -> dict[str, Any]:
-    """Hash every file in the folder and write manifest.json; returns the manifest."""
+def write_manifest(bundle_dir: Path, manifest: Manifest) -> Manifest:
+    """Hash every file in the folder into the manifest and write manifest.json; returns what was written."""
     files = {
         p.relative_to(bundle_dir).as_posix(): sha256_file(p)
         for p in sorted(bundle_dir.rglob("*"))
         if p.is_file() and p.name != MANIFEST_NAME
     }
-    manifest = {"format": BUNDLE_FORMAT, **sections, "files": files}
-    (bundle_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    return manifest
+    written = replace(manifest, files=files)
+    write_manifest_file(bundle_dir / MANIFEST_NAME, written)
+    return written
 
 
 def zip_bundle(bundle_dir: Path, archive: Path) -> Path:

@@ -41,7 +41,7 @@ from compiler.tvm_build import (
     tvm_version,
 )
 from edge_agent import output_parity
-from edge_agent.bundle import CPU_FALLBACK_FOLDER, ENGINE_TENSORRT, ENGINE_TVM_CPU, ENGINE_TVM_CUDA
+from edge_agent.manifest import CPU_FALLBACK_FOLDER, ENGINE_TENSORRT, ENGINE_TVM_CPU, ENGINE_TVM_CUDA, Manifest
 
 if TYPE_CHECKING:
     from compiler.service import Service
@@ -238,19 +238,21 @@ def run_pipeline(service: Service, seq: int) -> PackagingResult:
 
         _progress(service, seq, "Writing the artifact bundle.")
         golden = write_golden(bundle_dir, tensor, reference)
-        write_manifest(
-            bundle_dir,
-            {
-                "component": {"name": name, "version": version},
-                "model": {
-                    "arn": model_version.arn,
-                    "project": model_version.project,
-                    "version": str(model_version.version),
-                    "source_sha256": model_version.sha256,
-                    "spec": spec.to_dict(),
-                },
-                "outputs": list(reference),
-                "target": target.to_dict(),
+        manifest = Manifest(
+            component_name=name,
+            component_version=version,
+            model={
+                "arn": model_version.arn,
+                "project": model_version.project,
+                "version": str(model_version.version),
+                "source_sha256": model_version.sha256,
+                "spec": spec.to_dict(),
+            },
+            outputs=list(reference),
+            target=target.to_dict(),
+            golden=golden,
+            engines=engines,
+            details={
                 "compiler": {
                     "tvm_version": tvm_version(),
                     "compiler_options": greengrass.get("CompilerOptions"),
@@ -258,12 +260,11 @@ def run_pipeline(service: Service, seq: int) -> PackagingResult:
                     "device_code": compiled.device_code,
                     "tuning": tuning.to_dict(),
                 },
-                "engines": engines,
                 "requirements": target.device_requirements(),
-                "golden": golden,
                 "parity": parity_record,
             },
         )
+        write_manifest(bundle_dir, manifest)
         archive = zip_bundle(bundle_dir, Path(work) / BUNDLE_ARCHIVE)
 
         bucket, prefix = greengrass["S3OutputLocation"]["Bucket"], greengrass["S3OutputLocation"].get("Prefix")

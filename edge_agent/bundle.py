@@ -1,30 +1,24 @@
-"""Model bundles: the folder (or zip) a packaging job writes, its manifest, and its verification."""
+"""Model bundles: the folder (or zip) a packaging job writes, verified against its manifest (edge_agent/manifest.py)
+before anything is loaded."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edge_agent.cuda_device_code import ShippedCubin
-
-MANIFEST_NAME = "manifest.json"
-BUNDLE_FORMAT = "lookout-edge-bundle/1"
-
-# The engines a bundle may offer, listed in its manifest's `engines` in the order the agent tries them.
-ENGINE_TENSORRT = "tensorrt"  # an engine built on the device by its own TensorRT from tensorrt/model.onnx
-ENGINE_TVM_CUDA = "tvm-cuda"  # the TVM module with the shipped cubin
-ENGINE_TVM_CPU = "tvm-cpu"  # a TVM module for the host CPU: the whole of a CPU bundle, the fallback of an NVIDIA one
-ENGINE_LABELS = {
-    ENGINE_TENSORRT: "TensorRT engine",
-    ENGINE_TVM_CUDA: "TVM CUDA module",
-    ENGINE_TVM_CPU: "TVM CPU module",
-}
-CPU_FALLBACK_FOLDER = "cpu"  # where an NVIDIA bundle keeps its host CPU module
-
+from edge_agent.manifest import (
+    ENGINE_LABELS,
+    ENGINE_TENSORRT,
+    ENGINE_TVM_CUDA,
+    MANIFEST_NAME,
+    Manifest,
+    ManifestError,
+    read_manifest_file,
+)
 
 # Bounds on what a bundle zip may unpack to, checked from its directory before anything is written. Weights
 # barely compress (a 87 MB library zips to ~80 MB), so a large archive expanding 20-fold is not a model.
@@ -82,20 +76,11 @@ def _engine_spec(root: Path, entry: Any) -> EngineSpec:
         raise BundleError(f"{root / MANIFEST_NAME}: the {kind} entry of 'engines' lacks {exc}") from None
 
 
-def engine_specs(root: Path, manifest: dict[str, Any]) -> list[EngineSpec]:
-    """The bundle's engines in order of preference. Bundles packaged before `engines` existed have one: the
-    module named by `compiler.library` (CUDA when it has `device_code`)."""
-    entries = manifest.get("engines")
-    if entries is None:
-        compiler = manifest.get("compiler")
-        if not isinstance(compiler, dict) or not isinstance(compiler.get("library"), str):
-            raise BundleError(f"{root / MANIFEST_NAME} names no engine (neither 'engines' nor 'compiler.library')")
-        code = compiler.get("device_code")
-        kind = ENGINE_TVM_CUDA if code else ENGINE_TVM_CPU
-        entries = [{"kind": kind, "library": compiler["library"], "device_code": code}]
-    if not isinstance(entries, list) or not entries:
+def engine_specs(root: Path, manifest: Manifest) -> list[EngineSpec]:
+    """The bundle's engines in order of preference, their files in the bundle folder `root`."""
+    if not isinstance(manifest.engines, list) or not manifest.engines:
         raise BundleError(f"{root / MANIFEST_NAME}: 'engines' must be a non-empty list")
-    return [_engine_spec(root, entry) for entry in entries]
+    return [_engine_spec(root, entry) for entry in manifest.engines]
 
 
 @dataclass(frozen=True)
@@ -103,27 +88,23 @@ class Bundle:
     """A verified, unpacked bundle."""
 
     root: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
 
     @property
     def component_name(self) -> str:
-        return self.manifest["component"]["name"]
+        return self.manifest.component_name
 
     @property
     def component_version(self) -> str:
-        return self.manifest["component"]["version"]
+        return self.manifest.component_version
 
     @property
     def spec(self) -> dict[str, Any]:
-        return self.manifest["model"]["spec"]
-
-    @property
-    def library(self) -> Path:
-        return self.root / self.manifest["compiler"]["library"]
+        return self.manifest.spec
 
     @property
     def output_names(self) -> list[str]:
-        return self.manifest["outputs"]
+        return self.manifest.outputs
 
     @property
     def engines(self) -> list[EngineSpec]:
@@ -131,27 +112,18 @@ class Bundle:
         return engine_specs(self.root, self.manifest)
 
 
-def read_manifest(root: Path) -> dict[str, Any]:
-    path = root / MANIFEST_NAME
+def read_manifest(root: Path) -> Manifest:
+    """The bundle folder's manifest, validated against the contract; BundleError says what is wrong."""
     try:
-        manifest = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise BundleError(f"{path} is missing: not a model bundle folder") from None
-    except json.JSONDecodeError as exc:
-        raise BundleError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(manifest, dict):
-        raise BundleError(f"{path} must hold a JSON object, not {type(manifest).__name__}")
-    if manifest.get("format") != BUNDLE_FORMAT:
-        raise BundleError(f"{path}: unsupported bundle format {manifest.get('format')!r}, expected {BUNDLE_FORMAT}")
-    return manifest
+        return read_manifest_file(root / MANIFEST_NAME)
+    except ManifestError as exc:
+        raise BundleError(str(exc)) from None
 
 
 def verify_bundle(root: Path) -> Bundle:
     """Check every file against the manifest's sha256 before anything is loaded."""
     manifest = read_manifest(root)
-    files = manifest.get("files")
-    if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
-        raise BundleError(f"{root / MANIFEST_NAME}: 'files' must map each file's path to its sha256")
+    files = manifest.files
     inside = root.resolve()
     for relative, expected in files.items():
         path = root / relative

@@ -48,7 +48,7 @@ def verify_registration(registration: Registration) -> Deployment:
                 f"the bundle at {registration.path} belongs to component '{bundle.component_name}', not "
                 f"'{registration.component_name}'"
             )
-        built_for = bundle.manifest.get("target", {}).get("arch")
+        built_for = bundle.manifest.arch
         if built_for != platform.machine():
             raise BundleError(
                 f"it was compiled for {built_for} and this device is {platform.machine()}; deploy the component "

@@ -18,9 +18,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from edge_agent.bundle import ENGINE_TENSORRT, ENGINE_TVM_CUDA, BundleError
+from edge_agent.bundle import BundleError
 from edge_agent.engines import EngineFactory, EngineOptions, golden_check
 from edge_agent.gpu_facts import driver_facts, linked_cudart_major
+from edge_agent.manifest import ENGINE_TENSORRT, ENGINE_TVM_CUDA
 
 TIMED_RUNS = 20
 TIMING_BUDGET_S = 20.0
@@ -122,13 +123,13 @@ def _bundle(say: Print, path: Path, options: EngineOptions) -> bool:
         except (BundleError, OSError) as exc:
             say(f"bundle:       {path}: {exc}")
             return False
-        target = bundle.manifest.get("target", {})
+        target = bundle.manifest.target
         say(
             f"bundle:       {bundle.component_name} {bundle.component_version}, built for {target.get('arch')} "
             f"{target.get('gpu_code') or 'CPU'}"
         )
         factory = EngineFactory(bundle, options)
-        golden = np.load(bundle.root / bundle.manifest["golden"]["input"])
+        golden = np.load(bundle.root / bundle.manifest.golden.input)
         chosen, missing = None, []
         try:
             for spec in bundle.engines:

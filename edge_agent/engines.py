@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from edge_agent.bundle import ENGINE_TENSORRT, ENGINE_TVM_CUDA, Bundle, BundleError, EngineSpec
+from edge_agent.bundle import Bundle, BundleError, EngineSpec
 from edge_agent.gpu_facts import driver_facts, linked_cudart_major
+from edge_agent.manifest import ENGINE_TENSORRT, ENGINE_TVM_CUDA
 from edge_agent.output_parity import compare
 
 if TYPE_CHECKING:
@@ -107,9 +108,8 @@ def _tvm_cuda_problem(spec: EngineSpec) -> str | None:
 
 
 def _cpu_problem(bundle: Bundle) -> str | None:
-    arch = bundle.manifest.get("target", {}).get("arch")
-    if arch and arch != platform.machine():
-        return f"it is built for {arch} and this device is {platform.machine()}"
+    if bundle.manifest.arch != platform.machine():
+        return f"it is built for {bundle.manifest.arch} and this device is {platform.machine()}"
     return None
 
 
@@ -153,13 +153,13 @@ class EngineFactory:
 def golden_check(bundle: Bundle, engine: Engine) -> None:
     """Run the golden input and compare with the outputs recorded at packaging; BundleError when they differ by
     more than the manifest's tolerance (or fp16's, for a half-precision TensorRT engine)."""
-    golden = bundle.manifest["golden"]
-    expected = {name: np.load(bundle.root / relative) for name, relative in golden["outputs"].items()}
-    outputs = engine.run(np.load(bundle.root / golden["input"]))
+    golden = bundle.manifest.golden
+    expected = {name: np.load(bundle.root / relative) for name, relative in golden.outputs.items()}
+    outputs = engine.run(np.load(bundle.root / golden.input))
     if engine.precision == "fp16":
         tolerance = (FP16_ATOL, FP16_RTOL, FP16_MAX_MASK_MISMATCH)
     else:
-        tolerance = (golden["atol"], golden["rtol"], golden["max_mask_mismatch"])
+        tolerance = (golden.atol, golden.rtol, golden.max_mask_mismatch)
     report = compare(expected, outputs, *tolerance)
     if not report.ok:
         raise BundleError("golden check failed: " + "; ".join(report.failures))

@@ -17,7 +17,7 @@ WORKSPACE_PER_WORKER = 32 * MIB
 
 
 def estimate_bytes(bundle: Bundle, workers: int) -> int:
-    library = bundle.library.stat().st_size
+    library = max((e.library.stat().st_size for e in bundle.engines if e.library is not None), default=0)
     return library + workers * (library + WORKSPACE_PER_WORKER)
 
 

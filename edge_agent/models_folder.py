@@ -8,8 +8,8 @@ import zipfile
 from pathlib import Path
 
 from edge_agent.bundle import BundleError, read_manifest, sha256_file, unpack_bundle
-from edge_agent.defaults import COMPONENT_NAME
 from edge_agent.deployments import Deployment, Registration
+from edge_agent.manifest import MANIFEST_NAME, Manifest
 from edge_agent.problem_log import ProblemLog
 
 
@@ -38,7 +38,7 @@ class ModelsFolder:
 
     def _unpack_once(self, archive: Path) -> Path:
         destination = self.unpack_root / sha256_file(archive)[:24]
-        if not (destination / "manifest.json").is_file():
+        if not (destination / MANIFEST_NAME).is_file():
             staging = self.unpack_root / f".{destination.name}.partial"
             shutil.rmtree(staging, ignore_errors=True)
             staging.mkdir(parents=True)
@@ -79,17 +79,9 @@ class ModelsFolder:
         return registrations, {name: failed for name, failed in failures.items() if name not in registrations}
 
 
-def _registration(manifest: dict, folder: Path) -> Registration:
-    """The registration a bundle's manifest describes; BundleError when its component section is malformed."""
-    component, model = manifest.get("component"), manifest.get("model")
-    if not isinstance(component, dict) or not isinstance(model, dict):
-        raise BundleError("manifest.json: 'component' and 'model' must be objects")
-    name, version, arn = component.get("name"), component.get("version"), model.get("arn")
-    if not isinstance(name, str) or not COMPONENT_NAME.fullmatch(name):
-        raise BundleError(f"manifest.json: component name {str(name)[:80]!r} is not a Greengrass component name")
-    if not isinstance(version, str) or not isinstance(arn, str):
-        raise BundleError("manifest.json: component version and model arn must be strings")
-    return Registration(component_name=name, component_version=version, model_arn=arn, path=folder)
+def _registration(manifest: Manifest, folder: Path) -> Registration:
+    """The registration a bundle's (validated) manifest describes."""
+    return Registration(manifest.component_name, manifest.component_version, manifest.model_arn, folder)
 
 
 def _failure_name(entry: Path) -> str:

@@ -25,9 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.bundle import ENGINE_TENSORRT, EngineSpec
+from edge_agent.bundle import EngineSpec
 from edge_agent.defaults import default_engine_cache_dir
 from edge_agent.errors import EngineUnavailable, RuntimeFailure
+from edge_agent.manifest import ENGINE_TENSORRT
 
 log = logging.getLogger(__name__)
 RUNNER_SCRIPT = Path(__file__).with_name("tensorrt_runner.py")

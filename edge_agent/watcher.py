@@ -14,6 +14,7 @@ from pathlib import Path
 from edge_agent.agent import Agent
 from edge_agent.config import AgentConfig, ConfigError, load_config_file
 from edge_agent.deployments import Deployment, Registration, verify_registration
+from edge_agent.manifest import MANIFEST_NAME
 from edge_agent.models_folder import ModelsFolder
 from edge_agent.problem_log import ProblemLog
 from edge_agent.registry import read_registry
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 
 def _manifest_mtime(registration: Registration) -> int | None:
     try:
-        return (registration.path / "manifest.json").stat().st_mtime_ns
+        return (registration.path / MANIFEST_NAME).stat().st_mtime_ns
     except OSError:
         return None
 

@@ -128,3 +128,20 @@ def anomalib_with_own_decisions(size: int = 64, image_threshold: float = 0.6, pi
         helper.make_tensor_value_info("pred_mask", TensorProto.BOOL, [1, 1, size, size]),
     ]
     return _model(nodes, inputs, outputs, [numpy_helper.from_array(v, n) for n, v in constants.items()])
+
+
+def minimal_manifest(name: str = "com.example.Good", files: dict[str, str] | None = None) -> dict:
+    """The smallest bundle manifest the contract accepts, as JSON (its files need not exist: for the checks that
+    come before any file is read)."""
+    from edge_agent.manifest import Golden, Manifest
+
+    return Manifest(
+        component_name=name,
+        component_version="1.0.0",
+        model={"arn": "arn:x", "spec": {}},
+        outputs=["pred_score"],
+        target={"arch": "x86_64"},
+        golden=Golden("golden/input.npy", {"pred_score": "golden/output_0.npy"}, 1e-3, 1e-3, 0.01),
+        engines=[{"kind": "tvm-cpu", "library": "model.so"}],
+        files=files or {},
+    ).to_json()

@@ -16,6 +16,7 @@ from edge_agent.image_input import check_dimensions, image_from_bytes
 from edge_agent.registry import RegistryError, read_registry, remove_registration, write_registration
 from edge_agent.results import detect, paint
 from edge_agent.shared_memory import SHM_ROOT, SegmentRef, read_image, write_mask
+from tests.models import minimal_manifest
 
 
 @pytest.mark.parametrize(
@@ -126,14 +127,14 @@ def test_a_zip_bomb_is_refused_before_anything_is_written(tmp_path) -> None:
 def test_manifest_paths_outside_the_bundle_are_refused_before_anything_is_read(tmp_path) -> None:
     import json
 
-    from edge_agent.bundle import BUNDLE_FORMAT, BundleError, verify_bundle
+    from edge_agent.bundle import BundleError, verify_bundle
 
     secret = tmp_path / "secret"
     secret.write_text("root:x:0")
     bundle = tmp_path / "bundle"
     bundle.mkdir()
     for name in ("../secret", str(secret), "sub/../../secret"):
-        (bundle / "manifest.json").write_text(json.dumps({"format": BUNDLE_FORMAT, "files": {name: "0" * 64}}))
+        (bundle / "manifest.json").write_text(json.dumps({**minimal_manifest(), "files": {name: "0" * 64}}))
         with pytest.raises(BundleError, match="lies outside the bundle") as error:
             verify_bundle(bundle)
         assert "sha256" not in str(error.value)  # no digest of the file outside is ever computed or shown
@@ -159,12 +160,10 @@ def _bundle_zip(path, manifest, *, encrypted: bool = False, method: int | None =
 def test_malformed_bundles_in_the_models_folder_are_listed_as_failed_and_the_rest_served(tmp_path) -> None:
     import logging
 
-    from edge_agent.bundle import BUNDLE_FORMAT
     from edge_agent.models_folder import ModelsFolder
     from edge_agent.problem_log import ProblemLog
 
-    good = {"format": BUNDLE_FORMAT, "component": {"name": "com.example.Good", "version": "1.0.0"},
-            "model": {"arn": "arn:x"}, "files": {}}  # fmt: skip
+    good = minimal_manifest()
     folder = tmp_path / "models"
     folder.mkdir()
     _bundle_zip(folder / "good.zip", good)
@@ -177,7 +176,7 @@ def test_malformed_bundles_in_the_models_folder_are_listed_as_failed_and_the_res
     registrations, failures = ModelsFolder(folder, tmp_path / "unpacked", ProblemLog(logging.getLogger())).scan()
     assert list(registrations) == ["com.example.Good"]
     expected = {
-        "component-string": "'component' and 'model' must be objects",
+        "component-string": "'component' must be an object, not str",
         "manifest-list": "must hold a JSON object",
         "huge-name": "is not a Greengrass component name",
         "encrypted": "encrypted",
@@ -320,3 +319,31 @@ def test_masks_are_painted_in_the_label_colours(colours: list[str]) -> None:
     palette = np.array([[int(c[i : i + 2], 16) for i in (1, 3, 5)] for c in colours], np.uint8)
     assert mask.shape == (67, 91, 3) and np.array_equal(mask, palette[labels])
     assert [a.fraction for a in areas] == pytest.approx([np.mean(labels == i) for i in range(len(colours))])
+
+
+def test_the_contract_refuses_newer_editions_and_names_what_is_wrong(tmp_path) -> None:
+    import json
+    import re
+
+    from edge_agent.bundle import BundleError, read_manifest
+    from edge_agent.manifest import FORMAT_VERSION, Manifest
+
+    cases = {
+        "newer": ({"format_version": FORMAT_VERSION + 1}, f"edition {FORMAT_VERSION + 1} and this agent reads up to"),
+        "no golden": ({"golden": None}, "'golden' must be an object, not NoneType"),
+        "bad tolerance": ({"golden": {**minimal_manifest()["golden"], "atol": "x"}}, "'golden.atol' must be a number"),
+        "no outputs": ({"outputs": []}, "'outputs' must be a non-empty list of names"),
+        "no arch": ({"target": {}}, "'target.arch' must be a non-empty string"),
+    }
+    for change, words in cases.values():
+        (tmp_path / "manifest.json").write_text(json.dumps({**minimal_manifest(), **change}))
+        with pytest.raises(BundleError, match=re.escape(words)):
+            read_manifest(tmp_path)
+    # Edition 1 (before `engines` and `format_version`): its one engine comes from compiler.library.
+    legacy = {k: v for k, v in minimal_manifest().items() if k not in ("engines", "format_version")}
+    legacy["compiler"] = {"library": "model.so", "device_code": None}
+    manifest = Manifest.from_json(legacy)
+    assert manifest.format_version == 1 and manifest.engines == [
+        {"kind": "tvm-cpu", "library": "model.so", "device_code": None}
+    ]
+    assert Manifest.from_json(json.loads(json.dumps(minimal_manifest()))).to_json() == minimal_manifest()

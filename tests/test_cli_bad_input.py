@@ -17,7 +17,7 @@ import pytest
 from compiler.cli import main
 from compiler.exit_codes import EXIT_SERVICE_ERROR, EXIT_USAGE
 from tests.agent_harness import REPO
-from tests.models import classifier
+from tests.models import classifier, minimal_manifest
 
 Setup = Callable[[Path], list[str]]
 
@@ -27,7 +27,7 @@ def _tiny_bundle(root: Path, wrong_digest: bool = False) -> Path:
     root.mkdir(parents=True)
     (root / "model.so").write_bytes(b"not really a library")
     digest = hashlib.sha256(b"something else" if wrong_digest else b"not really a library").hexdigest()
-    manifest = {"format": "lookout-edge-bundle/1", "files": {"model.so": digest}}
+    manifest = minimal_manifest(files={"model.so": digest})
     (root / "manifest.json").write_text(json.dumps(manifest))
     return root
 

@@ -20,9 +20,10 @@ import onnxruntime as ort
 import pytest
 
 from edge_agent import tensorrt_client
-from edge_agent.bundle import ENGINE_TENSORRT, EngineSpec
+from edge_agent.bundle import EngineSpec
 from edge_agent.engines import EngineOptions
 from edge_agent.errors import EngineUnavailable, RuntimeFailure
+from edge_agent.manifest import ENGINE_TENSORRT
 from edge_agent.tensorrt_client import TensorRTEngine, TensorRTRunner, probe, tensorrt_problem
 from edge_agent.tensorrt_runner import BACKEND_ENV
 from tests.models import anomalib_like
