@@ -133,9 +133,9 @@ def test_package_export_and_run_reference_model(data_dir, reference_model, tmp_p
 
     # The exported module, loaded with the TVM runtime, matches ONNX Runtime on unseen images.
     bundle = open_bundle(archive, tmp_path / "unpacked")
-    assert bundle.manifest["target"]["mcpu"] == "core-avx2"
-    assert bundle.manifest["parity"]["checked"] == "at packaging"
-    assert bundle.manifest["compiler"]["tuning"]["records_used"] > 0  # the shipped records apply
+    assert bundle.manifest.target["mcpu"] == "core-avx2" and bundle.manifest.format_version == 2
+    assert bundle.manifest.details["parity"]["checked"] == "at packaging"
+    assert bundle.manifest.details["compiler"]["tuning"]["records_used"] > 0  # the shipped records apply
     model, choice = LoadedModel.best(EngineFactory(bundle))
     assert choice.spec.kind == "tvm-cpu" and not choice.skipped
     session = ort.InferenceSession(str(reference_model.model_path), providers=["CPUExecutionProvider"])
@@ -154,14 +154,14 @@ def test_package_export_and_run_reference_model(data_dir, reference_model, tmp_p
         assert model.detect(sample.rgb).is_anomalous == sample.is_anomalous
 
     # The golden I/O shipped in the bundle re-checks on the device too.
-    golden = bundle.manifest["golden"]
-    outputs = model.engine.run(np.load(bundle.root / golden["input"]))
-    for name, path in golden["outputs"].items():
+    golden = bundle.manifest.golden
+    outputs = model.engine.run(np.load(bundle.root / golden.input))
+    for name, path in golden.outputs.items():
         reference = np.load(bundle.root / path)
         if reference.dtype == np.bool_:
-            assert np.mean(outputs[name] != reference) <= golden["max_mask_mismatch"]
+            assert np.mean(outputs[name] != reference) <= golden.max_mask_mismatch
         else:
-            np.testing.assert_allclose(outputs[name], reference, atol=golden["atol"], rtol=golden["rtol"])
+            np.testing.assert_allclose(outputs[name], reference, atol=golden.atol, rtol=golden.rtol)
 
 
 def _cli(*args: str, env_dir: Path) -> subprocess.CompletedProcess:

@@ -179,8 +179,8 @@ def test_without_a_gpu_an_nvidia_bundle_serves_from_its_cpu_module_and_says_why(
     assert reasons["TensorRT engine"].startswith("TensorRT not found on this device")
     assert reasons["TVM CUDA module"] == driver_facts().problem  # e.g. no NVIDIA driver (libcuda.so.1 not found)
     assert "TVM CUDA module not used: " in choice.describe()
-    golden = verify_bundle(bundle).manifest["golden"]
-    assert model.engine.run(np.load(bundle / golden["input"])).keys() == set(golden["outputs"])
+    golden = verify_bundle(bundle).manifest.golden
+    assert model.engine.run(np.load(bundle / golden.input)).keys() == set(golden.outputs)
 
 
 @pytest.mark.slow
