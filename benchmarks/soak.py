@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.agent_load import percentile, rss_mib  # noqa: E402
 from edge_agent.deployments import Registration  # noqa: E402
-from edge_agent.registry import write_registration  # noqa: E402
+from edge_agent.registrations import write_registration  # noqa: E402
 
 
 def _unpack(bundle: Path, dest: Path) -> Registration:

@@ -93,7 +93,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _register(args: argparse.Namespace) -> int:
     from edge_agent.deployments import Registration, verify_registration
-    from edge_agent.registry import RegistryError, write_registration
+    from edge_agent.registrations import RegistryError, write_registration
 
     registration = Registration(args.component_name, args.component_version, args.model_arn, Path(args.path))
     deployment = verify_registration(registration)
@@ -115,7 +115,7 @@ def _register(args: argparse.Namespace) -> int:
 
 
 def _deregister(args: argparse.Namespace) -> int:
-    from edge_agent.registry import RegistryError, remove_registration
+    from edge_agent.registrations import RegistryError, remove_registration
 
     try:
         removed = remove_registration(Path(args.registry_dir), args.component_name, args.component_version)

@@ -17,7 +17,7 @@ from edge_agent.deployments import Deployment, Registration, verify_registration
 from edge_agent.manifest import MANIFEST_NAME
 from edge_agent.models_folder import ModelsFolder
 from edge_agent.problem_log import ProblemLog
-from edge_agent.registry import read_registry
+from edge_agent.registrations import read_registry
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from edge_agent.config import AgentConfig, ConfigError, load_config_file, socket
 from edge_agent.deployments import Registration
 from edge_agent.errors import InvalidArgument, ModelOutputError
 from edge_agent.image_input import check_dimensions, image_from_bytes
-from edge_agent.registry import RegistryError, read_registry, remove_registration, write_registration
+from edge_agent.registrations import RegistryError, read_registry, remove_registration, write_registration
 from edge_agent.results import detect, paint
 from edge_agent.shared_memory import SHM_ROOT, SegmentRef, read_image, write_mask
 from tests.models import minimal_manifest

@@ -132,7 +132,7 @@ def test_agent_reports_versions_and_status_and_follows_configuration(nucleus, pa
 
     def register(version: str) -> None:
         from edge_agent.deployments import Registration
-        from edge_agent.registry import write_registration
+        from edge_agent.registrations import write_registration
 
         write_registration(agent.registry_dir, Registration(BOARDS, version, arn, versions[version]))
 
@@ -201,7 +201,7 @@ def test_agent_reports_versions_and_status_and_follows_configuration(nucleus, pa
         assert shadow["models"][BOARDS]["modelArn"] == arn
 
         # A removed component disappears from the shadow (reported as null: shadows merge).
-        from edge_agent.registry import remove_registration
+        from edge_agent.registrations import remove_registration
 
         remove_registration(agent.registry_dir, BOARDS)
         wait_for_report(nucleus, lambda r: not r["models"])

@@ -1,4 +1,6 @@
-"""The registry folder: one JSON file per model component, written by its lifecycle, watched by the agent.
+"""Registrations: one JSON file per model component in the registration folder (`--registry-dir`), written by
+its lifecycle scripts, watched by the agent. (Not to be confused with the packaging service's model registry,
+compiler/registry.py.)
 
 Files are written to a temporary name and renamed into place, so the agent never reads half a file.
 """
