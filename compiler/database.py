@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     name TEXT NOT NULL,
     model_version INTEGER NOT NULL,
     configuration TEXT NOT NULL,
+    plan TEXT,                      -- compiler/plan.py; NULL for jobs accepted before plans were stored
     description TEXT,
     status TEXT NOT NULL,
     status_message TEXT NOT NULL,
@@ -75,7 +76,7 @@ CREATE TABLE IF NOT EXISTS components (
 
 
 # Columns added after the first release: a data directory made by an older version gets them at open.
-ADDED_COLUMNS = {"client_tokens": {"claimer_pid": "INTEGER"}}
+ADDED_COLUMNS = {"client_tokens": {"claimer_pid": "INTEGER"}, "jobs": {"plan": "TEXT"}}
 
 
 def _add_missing_columns(conn: sqlite3.Connection) -> None:

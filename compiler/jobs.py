@@ -15,17 +15,14 @@ from compiler.errors import (
     ConflictException,
     ResourceNotFoundException,
     ServiceQuotaExceededException,
-    ValidationException,
 )
 from compiler.idempotency import settle
 from compiler.job_steps import JobStep, fail_job, record_step, steps_after
-from compiler.output_store import prefix_problem
 from compiler.pagination import DEFAULT_PAGE_SIZE, page_response, page_rows
+from compiler.plan import plan_job
 from compiler.registry import ACTIVE_JOB_STATES, Registry
 from compiler.settings import Settings
-from compiler.targets import resolve_target
 from compiler.timestamps import to_datetime
-from compiler.tuning import tuning_request
 from compiler.worker_pool import WorkerPool
 
 PACKAGING_METHOD = "Greengrass"
@@ -67,15 +64,7 @@ class PackagingJobs:
         **_: Any,
     ) -> dict[str, Any]:
         greengrass = Configuration["Greengrass"]
-        resolve_target(greengrass)  # every target rule is checked now, before the job exists
-        tuning_request(greengrass, self.settings)
-        prefix = greengrass["S3OutputLocation"].get("Prefix")
-        problem = prefix_problem(prefix)
-        if problem:
-            raise ValidationException(
-                f"Value '{prefix}' at 'configuration.greengrass.s3OutputLocation.prefix' failed to satisfy "
-                f"constraint: the prefix {problem}; use a prefix such as 'models/line-1/'."
-            )
+        plan = plan_job(greengrass, self.settings)  # every rule is checked now, before the job exists
         job_name = JobName or str(uuid.uuid4())
         now = time.time()
         with self.db.transaction() as conn:
@@ -107,14 +96,15 @@ class PackagingJobs:
                     "model-packaging-jobs-in-progress",
                 )
             seq = conn.execute(
-                "INSERT INTO jobs (project, name, model_version, configuration, description, status,"
+                "INSERT INTO jobs (project, name, model_version, configuration, plan, description, status,"
                 " status_message, component_name, component_version, created, updated)"
-                " VALUES (?, ?, ?, ?, ?, 'CREATED', ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, 'CREATED', ?, ?, ?, ?, ?)",
                 (
                     ProjectName,
                     job_name,
                     version,
                     json.dumps(Configuration),
+                    plan.to_json(),
                     Description,
                     CREATED_MESSAGE,
                     component,

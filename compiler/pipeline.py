@@ -19,10 +19,11 @@ from compiler.job_steps import record_step
 from compiler.jobs import component_version_arn
 from compiler.model_contract import ModelSpec
 from compiler.output_store import object_key, s3_uri
+from compiler.plan import PackagingPlan, plan_job
 from compiler.recipe import artifact_digest, build_recipe, recipe_file_stem, write_recipes
 from compiler.recipe_rules import recipe_problems
 from compiler.scratch import scratch_folder
-from compiler.targets import TargetSpec, resolve_target
+from compiler.targets import TargetSpec
 from compiler.tensorrt_onnx import (
     TENSORRT_ONNX,
     TENSORRT_PROFILE,
@@ -31,7 +32,7 @@ from compiler.tensorrt_onnx import (
     prepare_for_tensorrt,
     write_tensorrt_files,
 )
-from compiler.tuning import TuningReport, TuningRequest, schedule_module, tuning_request
+from compiler.tuning import TuningReport, TuningRequest, schedule_module
 from compiler.tvm_build import (
     CompiledModel,
     compile_model,
@@ -200,7 +201,8 @@ def run_pipeline(service: Service, seq: int) -> PackagingResult:
     """Package job `seq`; returns its ModelPackagingOutputDetails and notes for the final status."""
     job = service.db.query("SELECT * FROM jobs WHERE seq = ?", (seq,))[0]
     greengrass = json.loads(job["configuration"])["Greengrass"]
-    target = resolve_target(greengrass)
+    plan = PackagingPlan.from_json(job["plan"]) if job["plan"] else plan_job(greengrass, service.settings)
+    target = plan.target
     model_version = service.registry.get_model(job["project"], str(job["model_version"]))
     spec = model_version.spec
     name, version = job["component_name"], job["component_version"]
@@ -222,14 +224,13 @@ def run_pipeline(service: Service, seq: int) -> PackagingResult:
         if target.accelerator == "nvidia":  # first: it takes seconds and can refuse the model
             engines.append(_tensorrt_engine(service, seq, model, target, bundle_dir, (spec, tensor, reference)))
 
-        request = tuning_request(greengrass, service.settings)
-        compiled, tuning = _compile_module(service, seq, model, spec, target, bundle_dir, request)
+        compiled, tuning = _compile_module(service, seq, model, spec, target, bundle_dir, plan.tuning)
         parity_record = _parity(service, seq, compiled, target, tensor, reference)
         engines.append(_module_engine(compiled, target, bundle_dir))
         if target.accelerator == "nvidia":
             host = target.host_cpu()
             # The fallback where no GPU engine can run: the schedules a CPU bundle gets, never a search of its own.
-            fallback_request = replace(request, trials=0)
+            fallback_request = replace(plan.tuning, trials=0)
             fallback, _ = _compile_module(
                 service, seq, model, spec, host, bundle_dir / CPU_FALLBACK_FOLDER, fallback_request
             )
@@ -267,7 +268,7 @@ def run_pipeline(service: Service, seq: int) -> PackagingResult:
         write_manifest(bundle_dir, manifest)
         archive = zip_bundle(bundle_dir, Path(work) / BUNDLE_ARCHIVE)
 
-        bucket, prefix = greengrass["S3OutputLocation"]["Bucket"], greengrass["S3OutputLocation"].get("Prefix")
+        bucket, prefix = plan.bucket, plan.prefix
         artifact_key = object_key(prefix, name, version, BUNDLE_ARCHIVE)
         recipe = build_recipe(
             component_name=name,

@@ -226,8 +226,9 @@ def _nvidia_options(options: dict[str, Any]) -> tuple[str, str, str]:
     return values  # type: ignore[return-value]
 
 
-def resolve_target(greengrass: dict[str, Any]) -> TargetSpec:
-    """Apply the packaging rules: TargetDevice xor TargetPlatform, and the options each allows."""
+def resolve_target(greengrass: dict[str, Any], options: dict[str, Any] | None = None) -> TargetSpec:
+    """Apply the packaging rules: TargetDevice xor TargetPlatform, and the options each allows. `options`: the
+    CompilerOptions already parsed (compiler/plan.py parses them once per job), else parsed here."""
     device, platform = greengrass.get("TargetDevice"), greengrass.get("TargetPlatform")
     options_text = greengrass.get("CompilerOptions")
     if device and platform:
@@ -241,7 +242,8 @@ def resolve_target(greengrass: dict[str, Any]) -> TargetSpec:
     else:
         arch = "x86_64" if platform["Arch"] == "X86_64" else "aarch64"
         accelerator = "nvidia" if platform.get("Accelerator") == "NVIDIA" else None
-        options = parse_compiler_options(options_text) if options_text is not None else {}
+        if options is None:
+            options = parse_compiler_options(options_text) if options_text is not None else {}
         nvidia_keys = (*NVIDIA_OPTION_KEYS, TRT_PRECISION_KEY)
         allowed = (nvidia_keys if accelerator else CPU_OPTION_KEYS) + TUNING_OPTION_KEYS
         unknown = sorted(set(options) - set(allowed))

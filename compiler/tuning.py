@@ -25,7 +25,7 @@ from compiler.candidate_builds import build_candidates, failure_text
 from compiler.errors import ValidationException
 from compiler.scratch import scratch_folder
 from compiler.settings import Settings
-from compiler.targets import TargetSpec, parse_compiler_options
+from compiler.targets import TargetSpec
 from edge_agent.cpu_threads import configure_thread_pool
 
 MAX_TRIALS = 20000
@@ -50,11 +50,9 @@ class TuningRequest:
     shipped_records: bool = True  # the service's setting: also read compiler/tuning_records/
 
 
-def tuning_request(greengrass: dict[str, Any], settings: Settings) -> TuningRequest:
-    """Read the tuning keys of CompilerOptions (ValidationException names the key and the rule); the service's
-    settings give the default trial budget and whether shipped records are used."""
-    text = greengrass.get("CompilerOptions")
-    options = parse_compiler_options(text) if text is not None else {}
+def tuning_request(options: dict[str, Any], settings: Settings) -> TuningRequest:
+    """Read the tuning keys of the parsed CompilerOptions (ValidationException names the key and the rule); the
+    service's settings give the default trial budget and whether shipped records are used."""
     trials = options.get("tuning-trials", settings.default_tuning_trials)
     if isinstance(trials, bool) or not isinstance(trials, int) or not 0 <= trials <= MAX_TRIALS:
         raise ValidationException(

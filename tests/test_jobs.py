@@ -269,3 +269,21 @@ def test_describe_and_list_do_not_write_when_no_worker_died(queue_only, classifi
     assert description["ModelPackagingDescription"]["Status"] == "CREATED"
     listed = queue_only.call("ListModelPackagingJobs", {"ProjectName": "p"})["ModelPackagingJobs"]
     assert [j["JobName"] for j in listed] == [job]
+
+
+def test_the_plan_is_parsed_once_at_the_call_and_stored_with_the_job(queue_only, classifier_file, monkeypatch) -> None:
+    from compiler import targets
+    from compiler.plan import PackagingPlan
+
+    parsed = []
+    original = targets.parse_compiler_options
+    monkeypatch.setattr("compiler.plan.parse_compiler_options", lambda text: parsed.append(text) or original(text))
+    _project_with_model(queue_only, classifier_file)
+    configuration = _configuration()
+    configuration["Greengrass"]["CompilerOptions"] = '{"mcpu": "znver3", "tuning-trials": 64}'
+    job = _start(queue_only, Configuration=configuration)
+    assert len(parsed) == 1
+    row = queue_only.db.query("SELECT plan FROM jobs WHERE name = ?", (job,))[0]
+    plan = PackagingPlan.from_json(row["plan"])
+    assert (plan.target.mcpu, plan.tuning.trials, plan.bucket) == ("znver3", 64, "my-bucket")
+    assert PackagingPlan.from_json(plan.to_json()) == plan

@@ -17,7 +17,7 @@ from compiler.errors import ValidationException
 from compiler.model_contract import inspect_model
 from compiler.parity import golden_input, run_onnx_runtime
 from compiler.settings import Settings
-from compiler.targets import resolve_target
+from compiler.targets import parse_compiler_options, resolve_target
 from compiler.tuning import (
     SHIPPED_RECORDS,
     SHIPPED_SETS,
@@ -48,7 +48,7 @@ X86 = {"Os": "LINUX", "Arch": "X86_64"}
 )
 def test_tuning_options_are_checked_at_start(options: str, words: str) -> None:
     with pytest.raises(ValidationException) as error:
-        tuning_request({"TargetPlatform": X86, "CompilerOptions": options}, Settings(data_dir=Path("/unused")))
+        tuning_request(parse_compiler_options(options), Settings(data_dir=Path("/unused")))
     assert words in error.value.message
 
 
@@ -137,7 +137,7 @@ def test_a_failed_fork_stops_the_compiles_already_running(tmp_path, monkeypatch)
 
 def test_tuning_defaults_come_from_the_service() -> None:
     settings = Settings(data_dir=Path("/unused"), default_tuning_trials=32, shipped_records=False)
-    assert tuning_request({"TargetPlatform": X86}, settings) == TuningRequest(trials=32, shipped_records=False)
+    assert tuning_request({}, settings) == TuningRequest(trials=32, shipped_records=False)
     resolve_target({"TargetPlatform": X86, "CompilerOptions": '{"tuning-trials": 8, "mcpu": "core-avx2"}'})
 
 
