@@ -15,6 +15,7 @@ import onnx
 
 from compiler import parity
 from compiler.bundle_writer import BUNDLE_ARCHIVE, write_golden, write_manifest, zip_bundle
+from compiler.cuda_compile import DeviceCodeError
 from compiler.job_steps import record_step
 from compiler.jobs import component_version_arn
 from compiler.model_contract import ModelSpec
@@ -154,11 +155,33 @@ def _compile_module(
         )
         _progress(service, seq, f"{tuning.describe()} Compiling for {target.describe()}.")
         return compile_model(mod, target, out_dir, service.settings.data_dir), tuning
+    except DeviceCodeError as exc:
+        raise PackagingFailure(f"The CUDA compiler refused TVM's code for {target.describe()}: {exc}") from exc
     except Exception as exc:
+        if not raised_by_tvm(exc):
+            raise  # a defect of ours: the worker fails the job as an internal error and logs the traceback
         raise PackagingFailure(
             f"TVM could not compile the model for {target.describe()}: "
             f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:500]}"
         ) from exc
+
+
+def raised_by_tvm(exc: BaseException) -> bool:
+    """Whether `exc` comes from TVM (its Python packages or, through tvm-ffi, its C++ code) rather than from our
+    own code: the first is about the model (or TVM's limits), the second is a defect of ours."""
+    import tvm
+    import tvm_ffi
+
+    innermost = exc.__traceback__
+    while innermost is not None and innermost.tb_next is not None:
+        innermost = innermost.tb_next
+    if innermost is None:
+        return False
+    path = Path(innermost.tb_frame.f_code.co_filename)
+    if path.suffix in (".cc", ".h", ".cpp", ".cu", ".pxi", ".pyx"):
+        return True  # a frame tvm-ffi made for C++ (or its Cython layer)
+    packages = (Path(tvm.__file__).parent, Path(tvm_ffi.__file__).parent)
+    return any(path.resolve().is_relative_to(package.resolve()) for package in packages)
 
 
 def _parity(

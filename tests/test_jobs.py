@@ -287,3 +287,32 @@ def test_the_plan_is_parsed_once_at_the_call_and_stored_with_the_job(queue_only,
     plan = PackagingPlan.from_json(row["plan"])
     assert (plan.target.mcpu, plan.tuning.trials, plan.bucket) == ("znver3", 64, "my-bucket")
     assert PackagingPlan.from_json(plan.to_json()) == plan
+
+
+def test_tvm_failures_are_the_models_and_failures_in_our_code_are_ours() -> None:
+    """The pipeline reports the first as "TVM could not compile the model" and lets the second reach the
+    worker, which fails the job as an internal error with the traceback in its log."""
+    import tvm
+    from onnx import TensorProto, helper
+    from tvm.relax.frontend.onnx import from_onnx
+
+    from compiler.pipeline import raised_by_tvm
+    from compiler.targets import TargetSpec
+
+    def caught(action) -> BaseException:
+        try:
+            action()
+        except Exception as exc:
+            return exc
+        raise AssertionError("nothing was raised")
+
+    graph = helper.make_graph(
+        [helper.make_node("Celu", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    unconvertible = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    assert raised_by_tvm(caught(lambda: tvm.target.Target("no-such-kind")))  # from TVM's C++
+    assert raised_by_tvm(caught(lambda: from_onnx(unconvertible)))
+    assert not raised_by_tvm(caught(lambda: TargetSpec(arch="riscv64", accelerator=None).llvm_triple))
