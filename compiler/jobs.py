@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -17,10 +16,10 @@ from compiler.errors import (
     ServiceQuotaExceededException,
 )
 from compiler.idempotency import settle
-from compiler.job_steps import JobStep, fail_job, record_step, steps_after
-from compiler.pagination import DEFAULT_PAGE_SIZE, page_response, page_rows
+from compiler.job_store import JobStep, JobStore, NewJob
+from compiler.pagination import DEFAULT_PAGE_SIZE, page_response
 from compiler.plan import plan_job
-from compiler.registry import ACTIVE_JOB_STATES, Registry
+from compiler.registry import Registry
 from compiler.settings import Settings
 from compiler.timestamps import to_datetime
 from compiler.worker_pool import WorkerPool
@@ -53,6 +52,7 @@ class PackagingJobs:
         self.db = db
         self.registry = registry
         self.workers = workers
+        self.store = JobStore(db)
 
     def start_model_packaging_job(
         self,
@@ -66,28 +66,25 @@ class PackagingJobs:
         greengrass = Configuration["Greengrass"]
         plan = plan_job(greengrass, self.settings)  # every rule is checked now, before the job exists
         job_name = JobName or str(uuid.uuid4())
-        now = time.time()
         with self.db.transaction() as conn:
             version = self.registry.resolve_version(conn, ProjectName, ModelVersion)
             component = greengrass["ComponentName"]
             component_version = greengrass.get("ComponentVersion") or f"{version}.0.0"
-            if conn.execute("SELECT 1 FROM jobs WHERE project = ? AND name = ?", (ProjectName, job_name)).fetchone():
+            if self.store.name_taken(conn, ProjectName, job_name):
                 raise ConflictException(
                     f"A model packaging job named '{job_name}' already exists in project "
                     f"'{ProjectName}'. Choose another JobName.",
                     job_name,
                     "MODEL_PACKAGE_JOB",
                 )
-            if conn.execute(
-                "SELECT 1 FROM components WHERE name = ? AND version = ?", (component, component_version)
-            ).fetchone():
+            if self.store.component_taken(conn, component, component_version):
                 raise ConflictException(
                     f"Component {component} version {component_version} already exists (or is being packaged). "
                     "Give a new ComponentVersion.",
                     f"{component}:{component_version}",
                     "MODEL_PACKAGE_JOB",
                 )
-            active = conn.execute(f"SELECT COUNT(*) FROM jobs WHERE status IN {ACTIVE_JOB_STATES}").fetchone()[0]
+            active = self.store.active_count(conn)
             if active >= self.settings.max_queued_jobs:
                 raise ServiceQuotaExceededException(
                     f"{active} model packaging jobs are already queued or running (limit "
@@ -95,52 +92,34 @@ class PackagingJobs:
                     "LOOKOUT_EDGE_MAX_QUEUED_JOBS.",
                     "model-packaging-jobs-in-progress",
                 )
-            seq = conn.execute(
-                "INSERT INTO jobs (project, name, model_version, configuration, plan, description, status,"
-                " status_message, component_name, component_version, created, updated)"
-                " VALUES (?, ?, ?, ?, ?, ?, 'CREATED', ?, ?, ?, ?, ?)",
-                (
-                    ProjectName,
-                    job_name,
-                    version,
-                    json.dumps(Configuration),
-                    plan.to_json(),
-                    Description,
-                    CREATED_MESSAGE,
-                    component,
-                    component_version,
-                    now,
-                    now,
-                ),
-            ).lastrowid
-            record_step(conn, seq, "CREATED", CREATED_MESSAGE)
-            settle(conn, {"JobName": job_name})
-            conn.execute(
-                "INSERT INTO components (name, version, arn, job_seq, state, bucket, created) "
-                "VALUES (?, ?, ?, ?, 'RESERVED', ?, ?)",
-                (
-                    component,
-                    component_version,
-                    component_version_arn(self.settings, component, component_version),
-                    seq,
-                    greengrass["S3OutputLocation"]["Bucket"],
-                    now,
-                ),
+            job = NewJob(
+                project=ProjectName,
+                name=job_name,
+                model_version=version,
+                configuration=Configuration,
+                plan=plan.to_json(),
+                description=Description,
+                component_name=component,
+                component_version=component_version,
+                component_arn=component_version_arn(self.settings, component, component_version),
+                bucket=plan.bucket,
             )
+            self.store.create(conn, job, CREATED_MESSAGE)
+            settle(conn, {"JobName": job_name})
         self.workers.ensure_worker()
         return {"JobName": job_name}
 
     def _job_row(self, project: str, job_name: str) -> sqlite3.Row:
         self.registry.project_row(None, project)
-        rows = self.db.query("SELECT * FROM jobs WHERE project = ? AND name = ?", (project, job_name))
-        if not rows:
+        row = self.store.find(project, job_name)
+        if row is None:
             raise ResourceNotFoundException(
                 f"Model packaging job '{job_name}' does not exist in project '{project}'. "
                 "List jobs with list-model-packaging-jobs.",
                 job_name,
                 "MODEL_PACKAGE_JOB",
             )
-        return rows[0]
+        return row
 
     @staticmethod
     def _metadata(row: sqlite3.Row) -> dict[str, Any]:
@@ -169,43 +148,27 @@ class PackagingJobs:
     def job_steps(self, project: str, job_name: str, after_id: int = 0) -> list[JobStep]:
         """Every status change of a job since step `after_id` (what `--wait` prints)."""
         self.recover_orphans()
-        return steps_after(self.db, self._job_row(project, job_name)["seq"], after_id)
+        return self.store.steps_after(self._job_row(project, job_name)["seq"], after_id)
 
     def list_model_packaging_jobs(
         self, ProjectName: str, NextToken: str | None = None, MaxResults: int = DEFAULT_PAGE_SIZE
     ) -> dict[str, Any]:
         self.recover_orphans()
         self.registry.project_row(None, ProjectName)
-        page, token = page_rows(
-            self.db,
-            f"jobs/{ProjectName}",
-            "SELECT * FROM jobs WHERE project = ?",
-            (ProjectName,),
-            "seq",
-            NextToken,
-            MaxResults,
-        )
+        page, token = self.store.page(ProjectName, NextToken, MaxResults)
         return page_response("ListModelPackagingJobs", [self._metadata(r) for r in page], token)
 
     def recover_orphans(self) -> None:
         """Fail RUNNING jobs whose worker died; make sure queued jobs have a worker. Reads first: a write
         transaction is opened only when there is an orphan to fail, so Describe and List never write otherwise."""
-        orphans = [
-            row
-            for row in self.db.query("SELECT seq, worker_pid, status_message FROM jobs WHERE status = 'RUNNING'")
-            if not (pid_is_worker(row["worker_pid"]) or row["worker_pid"] == os.getpid())
-        ]
-        if orphans:
-            with self.db.transaction() as conn:
-                for row in orphans:
-                    still = "SELECT 1 FROM jobs WHERE seq = ? AND status = 'RUNNING' AND worker_pid = ?"
-                    if conn.execute(still, (row["seq"], row["worker_pid"])).fetchone() is None:
-                        continue  # it finished, or another process failed it, since the read
-                    message = (
-                        f"The packaging worker (pid {row['worker_pid']}) stopped while the job was running "
-                        f"(last step: {row['status_message']}). Nothing was published. Start a new "
-                        "packaging job; the worker log is in the data directory's logs/ folder."
-                    )
-                    fail_job(conn, row["seq"], message)
-        if self.db.query("SELECT COUNT(*) FROM jobs WHERE status = 'CREATED'")[0][0]:
+        for row in self.store.running():
+            if pid_is_worker(row["worker_pid"]) or row["worker_pid"] == os.getpid():
+                continue
+            message = (
+                f"The packaging worker (pid {row['worker_pid']}) stopped while the job was running "
+                f"(last step: {row['status_message']}). Nothing was published. Start a new "
+                "packaging job; the worker log is in the data directory's logs/ folder."
+            )
+            self.store.fail_if_still_running(row["seq"], row["worker_pid"], message)
+        if self.store.has_queued():
             self.workers.ensure_worker()

@@ -8,22 +8,25 @@ import sys
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import onnx
 
 from compiler import parity
 from compiler.bundle_writer import BUNDLE_ARCHIVE, write_golden, write_manifest, zip_bundle
+from compiler.catalog import ComponentCatalog
 from compiler.cuda_compile import DeviceCodeError
-from compiler.job_steps import record_step
+from compiler.job_store import JobStore
 from compiler.jobs import component_version_arn
 from compiler.model_contract import ModelSpec
-from compiler.output_store import object_key, s3_uri
+from compiler.output_store import OutputStore, object_key, s3_uri
 from compiler.plan import PackagingPlan, plan_job
 from compiler.recipe import artifact_digest, build_recipe, recipe_file_stem, write_recipes
 from compiler.recipe_rules import recipe_problems
+from compiler.registry import Registry
 from compiler.scratch import scratch_folder
+from compiler.settings import Settings
 from compiler.targets import TargetSpec
 from compiler.tensorrt_onnx import (
     TENSORRT_ONNX,
@@ -45,10 +48,6 @@ from compiler.tvm_build import (
 from edge_agent import output_parity
 from edge_agent.manifest import CPU_FALLBACK_FOLDER, ENGINE_TENSORRT, ENGINE_TVM_CPU, ENGINE_TVM_CUDA, Manifest
 
-if TYPE_CHECKING:
-    from compiler.service import Service
-
-
 MODULE_CHECK_TIMEOUT_S = 600  # loading and one inference of the largest models, on a busy machine
 
 
@@ -64,9 +63,20 @@ class PackagingResult:
     notes: str
 
 
-def _progress(service: Service, seq: int, message: str) -> None:
-    with service.db.transaction() as conn:
-        record_step(conn, seq, "RUNNING", message)
+@dataclass(frozen=True)
+class JobContext:
+    """What the pipeline works with: the job store, the model registry, the component catalog, the output store
+    and the service's settings."""
+
+    store: JobStore
+    registry: Registry
+    catalog: ComponentCatalog
+    output_store: OutputStore
+    settings: Settings
+
+
+def _progress(context: JobContext, seq: int, message: str) -> None:
+    context.store.progress(seq, message)
 
 
 def _runs_here(target: TargetSpec) -> bool:
@@ -105,7 +115,7 @@ def _run_as_the_agent(compiled: CompiledModel, tensor: np.ndarray, output_names:
 
 
 def _tensorrt_engine(
-    service: Service,
+    context: JobContext,
     seq: int,
     model: onnx.ModelProto,
     target: TargetSpec,
@@ -113,7 +123,7 @@ def _tensorrt_engine(
     golden: tuple[ModelSpec, np.ndarray, dict[str, np.ndarray]],
 ) -> dict[str, Any]:
     """Write the TensorRT-ready ONNX and build profile; returns its entry of the manifest's `engines`."""
-    _progress(service, seq, f"Preparing the TensorRT-ready ONNX for TensorRT {target.trt_ver}.")
+    _progress(context, seq, f"Preparing the TensorRT-ready ONNX for TensorRT {target.trt_ver}.")
     try:
         prepared = prepare_for_tensorrt(model, target.trt_ver)
     except (TensorRTExportError, ValueError, RuntimeError) as exc:
@@ -134,7 +144,7 @@ def _tensorrt_engine(
 
 
 def _compile_module(
-    service: Service,
+    context: JobContext,
     seq: int,
     model: onnx.ModelProto,
     spec: ModelSpec,
@@ -143,18 +153,18 @@ def _compile_module(
     request: TuningRequest,
 ) -> tuple[CompiledModel, TuningReport]:
     """Import, schedule (tuning within `request`) and compile the model for `target` into `out_dir`."""
-    _progress(service, seq, f"Importing the model into TVM {tvm_version()} and scheduling it for {target.describe()}.")
+    _progress(context, seq, f"Importing the model into TVM {tvm_version()} and scheduling it for {target.describe()}.")
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
         mod, tuning = schedule_module(
             import_model(model, spec),
             target,
-            service.settings.data_dir,
+            context.settings.data_dir,
             request,
-            lambda message: _progress(service, seq, message),
+            lambda message: _progress(context, seq, message),
         )
-        _progress(service, seq, f"{tuning.describe()} Compiling for {target.describe()}.")
-        return compile_model(mod, target, out_dir, service.settings.data_dir), tuning
+        _progress(context, seq, f"{tuning.describe()} Compiling for {target.describe()}.")
+        return compile_model(mod, target, out_dir, context.settings.data_dir), tuning
     except DeviceCodeError as exc:
         raise PackagingFailure(f"The CUDA compiler refused TVM's code for {target.describe()}: {exc}") from exc
     except Exception as exc:
@@ -185,7 +195,7 @@ def raised_by_tvm(exc: BaseException) -> bool:
 
 
 def _parity(
-    service: Service,
+    context: JobContext,
     seq: int,
     compiled: CompiledModel,
     target: TargetSpec,
@@ -195,13 +205,13 @@ def _parity(
     """Check the module against ONNX Runtime where it runs here; else say the device checks it."""
     if not _runs_here(target):
         _progress(
-            service,
+            context,
             seq,
             f"The {target.describe()} module cannot run here: the agent checks it against the "
             "golden outputs (ONNX Runtime's) when the model starts on the device.",
         )
         return {"checked": "on the device, at StartModel (golden check)"}
-    _progress(service, seq, f"Checking the {target.describe()} module against ONNX Runtime on the golden input.")
+    _progress(context, seq, f"Checking the {target.describe()} module against ONNX Runtime on the golden input.")
     report = output_parity.compare(reference, _run_as_the_agent(compiled, tensor, list(reference)))
     if not report.ok:
         raise PackagingFailure(
@@ -220,47 +230,47 @@ def _module_engine(compiled: CompiledModel, target: TargetSpec, bundle_dir: Path
     return {"kind": ENGINE_TVM_CPU, "library": library, "mcpu": target.mcpu}
 
 
-def run_pipeline(service: Service, seq: int) -> PackagingResult:
+def run_pipeline(context: JobContext, seq: int) -> PackagingResult:
     """Package job `seq`; returns its ModelPackagingOutputDetails and notes for the final status."""
-    job = service.db.query("SELECT * FROM jobs WHERE seq = ?", (seq,))[0]
+    job = context.store.get(seq)
     greengrass = json.loads(job["configuration"])["Greengrass"]
-    plan = PackagingPlan.from_json(job["plan"]) if job["plan"] else plan_job(greengrass, service.settings)
+    plan = PackagingPlan.from_json(job["plan"]) if job["plan"] else plan_job(greengrass, context.settings)
     target = plan.target
-    model_version = service.registry.get_model(job["project"], str(job["model_version"]))
+    model_version = context.registry.get_model(job["project"], str(job["model_version"]))
     spec = model_version.spec
     name, version = job["component_name"], job["component_version"]
-    with scratch_folder(service.settings.data_dir, f"job{seq}") as work:
+    with scratch_folder(context.settings.data_dir, f"job{seq}") as work:
         bundle_dir = Path(work) / "bundle"
         bundle_dir.mkdir()
-        source = onnx.load(str(service.registry.blob_path(model_version.sha256)))
+        source = onnx.load(str(context.registry.blob_path(model_version.sha256)))
         _progress(
-            service, seq, f"Pinning input '{spec.input_name}' to [1, 3, {spec.input_size[0]}, {spec.input_size[1]}]."
+            context, seq, f"Pinning input '{spec.input_name}' to [1, 3, {spec.input_size[0]}, {spec.input_size[1]}]."
         )
         model = pin_input_shape(source, spec)
 
-        missing = missing_tools(target, service.settings.data_dir)
+        missing = missing_tools(target, context.settings.data_dir)
         if missing:
             raise PackagingFailure("; ".join(missing) + ". Then start the job again.")
         tensor = parity.golden_input(spec)
         reference = parity.run_onnx_runtime(model, spec, tensor)
         engines: list[dict[str, Any]] = []  # in the agent's order of preference
         if target.accelerator == "nvidia":  # first: it takes seconds and can refuse the model
-            engines.append(_tensorrt_engine(service, seq, model, target, bundle_dir, (spec, tensor, reference)))
+            engines.append(_tensorrt_engine(context, seq, model, target, bundle_dir, (spec, tensor, reference)))
 
-        compiled, tuning = _compile_module(service, seq, model, spec, target, bundle_dir, plan.tuning)
-        parity_record = _parity(service, seq, compiled, target, tensor, reference)
+        compiled, tuning = _compile_module(context, seq, model, spec, target, bundle_dir, plan.tuning)
+        parity_record = _parity(context, seq, compiled, target, tensor, reference)
         engines.append(_module_engine(compiled, target, bundle_dir))
         if target.accelerator == "nvidia":
             host = target.host_cpu()
             # The fallback where no GPU engine can run: the schedules a CPU bundle gets, never a search of its own.
             fallback_request = replace(plan.tuning, trials=0)
             fallback, _ = _compile_module(
-                service, seq, model, spec, host, bundle_dir / CPU_FALLBACK_FOLDER, fallback_request
+                context, seq, model, spec, host, bundle_dir / CPU_FALLBACK_FOLDER, fallback_request
             )
-            parity_record = {"gpu": parity_record, "cpu": _parity(service, seq, fallback, host, tensor, reference)}
+            parity_record = {"gpu": parity_record, "cpu": _parity(context, seq, fallback, host, tensor, reference)}
             engines.append(_module_engine(fallback, host, bundle_dir))
 
-        _progress(service, seq, "Writing the artifact bundle.")
+        _progress(context, seq, "Writing the artifact bundle.")
         golden = write_golden(bundle_dir, tensor, reference)
         manifest = Manifest(
             component_name=name,
@@ -308,21 +318,21 @@ def run_pipeline(service: Service, seq: int) -> PackagingResult:
             raise PackagingFailure("The generated recipe breaks Greengrass rules: " + "; ".join(problems))
         yaml_path, json_path = write_recipes(recipe, Path(work))
 
-        _progress(service, seq, f"Writing artifacts to {s3_uri(bucket, object_key(prefix, name, version))}/.")
+        _progress(context, seq, f"Writing artifacts to {s3_uri(bucket, object_key(prefix, name, version))}/.")
         stem = recipe_file_stem(name, version)
         recipe_keys = {fmt: object_key(prefix, name, version, f"{stem}.{fmt}") for fmt in ("yaml", "json")}
         try:
-            service.output_store.put_file(bucket, artifact_key, archive)
-            service.output_store.put_file(bucket, recipe_keys["yaml"], yaml_path)
-            service.output_store.put_file(bucket, recipe_keys["json"], json_path)
+            context.output_store.put_file(bucket, artifact_key, archive)
+            context.output_store.put_file(bucket, recipe_keys["yaml"], yaml_path)
+            context.output_store.put_file(bucket, recipe_keys["json"], json_path)
         except OSError as exc:
             raise PackagingFailure(f"Could not write to the output location s3://{bucket}/: {exc}") from exc
 
-    _progress(service, seq, f"Registering component {name} version {version}.")
-    service.catalog.mark_deployable(name, version, recipe_keys, [artifact_key])
+    _progress(context, seq, f"Registering component {name} version {version}.")
+    context.catalog.mark_deployable(name, version, recipe_keys, [artifact_key])
     output = {
         "Greengrass": {
-            "ComponentVersionArn": component_version_arn(service.settings, name, version),
+            "ComponentVersionArn": component_version_arn(context.settings, name, version),
             "ComponentName": name,
             "ComponentVersion": version,
         }

@@ -15,6 +15,7 @@ from typing import Any
 from compiler.database import Database
 from compiler.errors import ConflictException, ResourceNotFoundException, ValidationException
 from compiler.idempotency import settle
+from compiler.job_store import ACTIVE_JOB_STATES
 from compiler.model_contract import ModelSpec, inspect_model
 from compiler.model_file import read_model_file
 from compiler.operator_support import unsupported_operators
@@ -22,8 +23,6 @@ from compiler.pagination import DEFAULT_PAGE_SIZE, page_response, page_rows
 from compiler.settings import Settings
 from compiler.timestamps import to_datetime
 from compiler.tvm_build import tvm_version
-
-ACTIVE_JOB_STATES = ("CREATED", "RUNNING")
 
 
 @dataclass(frozen=True)

@@ -6,15 +6,11 @@ Started detached by `WorkerPool.ensure_worker`; exits when the queue is empty.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 import traceback
 
-from compiler.database import Database
-from compiler.job_steps import fail_job, record_step
 from compiler.jobs import pid_is_worker
-from compiler.pipeline import PackagingFailure, run_pipeline
+from compiler.pipeline import JobContext, PackagingFailure, run_pipeline
 from compiler.scratch import remove_orphaned
 from compiler.service import Service
 from compiler.settings import Settings
@@ -23,47 +19,25 @@ from edge_agent.cpu_threads import configure_thread_pool
 log = logging.getLogger("lookout_edge.worker")
 
 
-def _claim_next(db: Database) -> int | None:
-    with db.transaction() as conn:
-        row = conn.execute("SELECT seq FROM jobs WHERE status = 'CREATED' ORDER BY seq LIMIT 1").fetchone()
-        if row is None:
-            return None
-        conn.execute("UPDATE jobs SET worker_pid = ? WHERE seq = ?", (os.getpid(), row["seq"]))
-        record_step(conn, row["seq"], "RUNNING", f"Started by packaging worker {os.getpid()}.")
-        return row["seq"]
-
-
-def _fail(db: Database, seq: int, message: str) -> None:
-    with db.transaction() as conn:
-        fail_job(conn, seq, message)
-
-
-def _succeed(db: Database, seq: int, message: str, output: dict) -> None:
-    with db.transaction() as conn:
-        conn.execute("UPDATE jobs SET output = ? WHERE seq = ?", (json.dumps(output), seq))
-        record_step(conn, seq, "SUCCEEDED", message)
-
-
 def drain_queue(service: Service) -> int:
     """Run queued jobs until none is left; returns how many ran."""
-    ran = 0
-    while (seq := _claim_next(service.db)) is not None:
+    store, ran = service.jobs.store, 0
+    context = JobContext(store, service.registry, service.catalog, service.output_store, service.settings)
+    while (seq := store.claim_next()) is not None:
         ran += 1
         try:
-            result = run_pipeline(service, seq)
+            result = run_pipeline(context, seq)
         except PackagingFailure as exc:
-            _fail(service.db, seq, str(exc))
+            store.fail(seq, str(exc))
         except Exception as exc:
             log.error("job %s crashed:\n%s", seq, traceback.format_exc())
-            _fail(
-                service.db,
+            store.fail(
                 seq,
                 f"Internal error while packaging: {type(exc).__name__}: {exc}. "
                 "See the worker log in the data directory's logs/ folder.",
             )
         else:
-            _succeed(
-                service.db,
+            store.succeed(
                 seq,
                 f"Packaging succeeded. {result.notes} Deploy the component with greengrass-cli "
                 "(export-component writes the local layout) or a cloud deployment.",
@@ -88,7 +62,7 @@ def main() -> None:
                 return  # the pool is full; a running worker will take the queued jobs
             drain_queue(service)
         # A job queued after the last claim but while this worker held its slot would otherwise wait.
-        if not service.db.query("SELECT 1 FROM jobs WHERE status = 'CREATED' LIMIT 1"):
+        if not service.jobs.store.has_queued():
             return
 
 
