@@ -78,8 +78,6 @@ def _engine_spec(root: Path, entry: Any) -> EngineSpec:
 
 def engine_specs(root: Path, manifest: Manifest) -> list[EngineSpec]:
     """The bundle's engines in order of preference, their files in the bundle folder `root`."""
-    if not isinstance(manifest.engines, list) or not manifest.engines:
-        raise BundleError(f"{root / MANIFEST_NAME}: 'engines' must be a non-empty list")
     return [_engine_spec(root, entry) for entry in manifest.engines]
 
 

@@ -132,7 +132,7 @@ class Manifest:
             outputs=_strings(data.get("outputs"), "outputs"),
             target=target,
             golden=_golden(_object(data, "golden")),
-            engines=data["engines"] if version >= 2 else _legacy_engines(data),
+            engines=_engines(data) if version >= 2 else _legacy_engines(data),
             files=files,
             details={key: data[key] for key in DETAIL_SECTIONS if key in data},
             format_version=version,
@@ -178,6 +178,13 @@ def _golden(data: dict[str, Any]) -> Golden:
         max_mask_mismatch=_number(data, "max_mask_mismatch"),
         reference=str(data.get("reference", "onnxruntime")),
     )
+
+
+def _engines(data: dict[str, Any]) -> list[dict[str, Any]]:
+    engines = data.get("engines")
+    if not isinstance(engines, list) or not engines or not all(isinstance(e, dict) for e in engines):
+        raise ManifestError("'engines' must be a non-empty list of objects")
+    return engines
 
 
 def _legacy_engines(data: dict[str, Any]) -> list[dict[str, Any]]:

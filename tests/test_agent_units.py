@@ -334,6 +334,7 @@ def test_the_contract_refuses_newer_editions_and_names_what_is_wrong(tmp_path) -
         "bad tolerance": ({"golden": {**minimal_manifest()["golden"], "atol": "x"}}, "'golden.atol' must be a number"),
         "no outputs": ({"outputs": []}, "'outputs' must be a non-empty list of names"),
         "no arch": ({"target": {}}, "'target.arch' must be a non-empty string"),
+        "no engines": ({"engines": None}, "'engines' must be a non-empty list of objects"),
     }
     for change, words in cases.values():
         (tmp_path / "manifest.json").write_text(json.dumps({**minimal_manifest(), **change}))
