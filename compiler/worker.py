@@ -9,8 +9,9 @@ import argparse
 import logging
 import traceback
 
+from compiler.failures import PackagingFailure
 from compiler.jobs import pid_is_worker
-from compiler.pipeline import JobContext, PackagingFailure, run_pipeline
+from compiler.pipeline import JobContext, run_pipeline
 from compiler.scratch import remove_orphaned
 from compiler.service import Service
 from compiler.settings import Settings

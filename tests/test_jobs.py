@@ -296,7 +296,7 @@ def test_tvm_failures_are_the_models_and_failures_in_our_code_are_ours() -> None
     from onnx import TensorProto, helper
     from tvm.relax.frontend.onnx import from_onnx
 
-    from compiler.pipeline import raised_by_tvm
+    from compiler.failures import raised_by_tvm
     from compiler.targets import TargetSpec
 
     def caught(action) -> BaseException:
