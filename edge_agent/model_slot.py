@@ -64,8 +64,12 @@ class ModelSlot:
         settings: PoolSettings,
         budget: MemoryBudget,
         on_change: Callable[[], None] = lambda: None,
+        open_pool: Callable[..., InferencePool] = InferencePool,
     ) -> None:
+        """`open_pool` loads a version: InferencePool's signature (the tests give the state machine a pool of
+        their own)."""
         self.name = deployment.name
+        self._open_pool = open_pool
         self._on_change = on_change
         self._lock = threading.Lock()
         self._budget = budget
@@ -196,7 +200,7 @@ class ModelSlot:
         pool = None
         if deployment.error is None:
             try:
-                pool = InferencePool(
+                pool = self._open_pool(
                     deployment.bundle,
                     settings.workers,
                     settings.max_queued,
