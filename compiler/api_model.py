@@ -9,6 +9,7 @@ Patterns are Java regular expressions matched against the whole value, as AWS se
 from __future__ import annotations
 
 import re
+from typing import Any
 
 DESCRIPTION_PATTERN = r"[a-zA-Z0-9-_. ()':,;?]+"
 
@@ -208,6 +209,19 @@ SHAPES: dict[str, dict] = {
     "ModelMetadataList": {"type": "list", "member": "ModelMetadataShape"},
 }
 
+
+def _list_operation(member: str, shape: str, doc: str, in_project: bool = True) -> dict[str, Any]:
+    """A paginated list operation: output `member` holds one page of `shape`; NextToken asks for the next."""
+    scope = {"ProjectName": "ProjectName"} if in_project else {}
+    return {
+        "output": {member: shape, "NextToken": "PaginationToken"},
+        "input": {**scope, "NextToken": "PaginationToken", "MaxResults": "PageSize"},
+        "required": list(scope),
+        "paginated": member,
+        "doc": doc,
+    }
+
+
 # Operation → output and input members (member name → shape) and which inputs are required. `idempotency` names the
 # member the SDK fills with a fresh token when the caller gives none; `paginated`, the output member a page of a
 # list operation holds (pagination.page_response).
@@ -225,13 +239,9 @@ OPERATIONS: dict[str, dict] = {
         "required": ["ProjectName"],
         "doc": "Describes a project and its model versions.",
     },
-    "ListProjects": {
-        "output": {"Projects": "ProjectMetadataList", "NextToken": "PaginationToken"},
-        "input": {"NextToken": "PaginationToken", "MaxResults": "PageSize"},
-        "required": [],
-        "paginated": "Projects",
-        "doc": "Lists projects, newest first.",
-    },
+    "ListProjects": _list_operation(
+        "Projects", "ProjectMetadataList", "Lists projects, newest first.", in_project=False
+    ),
     "DeleteProject": {
         "output": {"ProjectArn": "ProjectArn"},
         "input": {"ProjectName": "ProjectName", "ClientToken": "ClientToken"},
@@ -259,13 +269,7 @@ OPERATIONS: dict[str, dict] = {
         "required": ["ProjectName", "ModelVersion"],
         "doc": "Describes one model version.",
     },
-    "ListModels": {
-        "output": {"Models": "ModelMetadataList", "NextToken": "PaginationToken"},
-        "input": {"ProjectName": "ProjectName", "NextToken": "PaginationToken", "MaxResults": "PageSize"},
-        "required": ["ProjectName"],
-        "paginated": "Models",
-        "doc": "Lists a project's model versions.",
-    },
+    "ListModels": _list_operation("Models", "ModelMetadataList", "Lists a project's model versions."),
     "DeleteModel": {
         "output": {"ModelArn": "ModelArn"},
         "input": {"ProjectName": "ProjectName", "ModelVersion": "ModelVersion", "ClientToken": "ClientToken"},
@@ -293,13 +297,9 @@ OPERATIONS: dict[str, dict] = {
         "required": ["ProjectName", "JobName"],
         "doc": "Describes a model packaging job.",
     },
-    "ListModelPackagingJobs": {
-        "output": {"ModelPackagingJobs": "ModelPackagingJobsList", "NextToken": "PaginationToken"},
-        "input": {"ProjectName": "ProjectName", "NextToken": "PaginationToken", "MaxResults": "PageSize"},
-        "required": ["ProjectName"],
-        "paginated": "ModelPackagingJobs",
-        "doc": "Lists a project's model packaging jobs, newest first.",
-    },
+    "ListModelPackagingJobs": _list_operation(
+        "ModelPackagingJobs", "ModelPackagingJobsList", "Lists a project's model packaging jobs, newest first."
+    ),
     "ExportComponent": {
         "output": {"RecipeFile": "OutputPath", "ArtifactFiles": "OutputPathList"},
         "input": {"ComponentName": "ComponentName", "ComponentVersion": "ComponentVersion", "Output": "OutputPath"},
