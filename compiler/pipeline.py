@@ -53,10 +53,6 @@ class JobContext:
     settings: Settings
 
 
-def _progress(context: JobContext, seq: int, message: str) -> None:
-    context.store.progress(seq, message)
-
-
 @dataclass(frozen=True)
 class _Job:
     """What every step of one job reads: its row's facts, its plan, its model version, its scratch folder."""
@@ -81,8 +77,8 @@ class _Job:
 def _pinned_model(context: JobContext, job: _Job) -> onnx.ModelProto:
     """The model version with its image input pinned to [1, 3, H, W]; the tools the target needs."""
     spec = job.spec
-    _progress(
-        context, job.seq, f"Pinning input '{spec.input_name}' to [1, 3, {spec.input_size[0]}, {spec.input_size[1]}]."
+    context.store.progress(
+        job.seq, f"Pinning input '{spec.input_name}' to [1, 3, {spec.input_size[0]}, {spec.input_size[1]}]."
     )
     model = pin_input_shape(onnx.load(str(context.registry.blob_path(job.model_version.sha256))), spec)
     missing = missing_tools(job.plan.target, context.settings.data_dir)
@@ -95,7 +91,7 @@ def _write_bundle(
     context: JobContext, job: _Job, tensor: np.ndarray, reference: dict[str, np.ndarray], built: BuiltEngines
 ) -> Path:
     """Golden I/O, the manifest (the contract with the agent) and the zip."""
-    _progress(context, job.seq, "Writing the artifact bundle.")
+    context.store.progress(job.seq, "Writing the artifact bundle.")
     version, target = job.model_version, job.plan.target
     manifest = Manifest(
         component_name=job.component_name,
@@ -147,7 +143,9 @@ def _publish(context: JobContext, job: _Job, archive: Path) -> dict[str, str]:
     if problems:
         raise PackagingFailure("The generated recipe breaks Greengrass rules: " + "; ".join(problems))
     files = dict(zip(("yaml", "json"), write_recipes(recipe, job.work), strict=True))
-    _progress(context, job.seq, f"Writing artifacts to {s3_uri(plan.bucket, object_key(plan.prefix, name, version))}/.")
+    context.store.progress(
+        job.seq, f"Writing artifacts to {s3_uri(plan.bucket, object_key(plan.prefix, name, version))}/."
+    )
     stem = recipe_file_stem(name, version)
     keys.update({fmt: object_key(plan.prefix, name, version, f"{stem}.{fmt}") for fmt in files})
     try:
@@ -162,7 +160,7 @@ def _publish(context: JobContext, job: _Job, archive: Path) -> dict[str, str]:
 def _register(context: JobContext, job: _Job, keys: dict[str, str]) -> dict[str, Any]:
     """The component version becomes deployable; returns ModelPackagingOutputDetails."""
     name, version = job.component_name, job.component_version
-    _progress(context, job.seq, f"Registering component {name} version {version}.")
+    context.store.progress(job.seq, f"Registering component {name} version {version}.")
     context.catalog.mark_deployable(name, version, {fmt: keys[fmt] for fmt in ("yaml", "json")}, [keys["artifact"]])
     arn = component_version_arn(context.settings, name, version)
     return {"Greengrass": {"ComponentVersionArn": arn, "ComponentName": name, "ComponentVersion": version}}
@@ -180,7 +178,7 @@ def run_pipeline(context: JobContext, seq: int) -> PackagingResult:
         model = _pinned_model(context, job)
         tensor = parity.golden_input(job.spec)
         reference = parity.run_onnx_runtime(model, job.spec, tensor)
-        progress = partial(_progress, context, seq)
+        progress = partial(context.store.progress, seq)
         golden = (tensor, reference)
         built = build_engines(progress, context.settings.data_dir, plan, job.spec, model, job.bundle_dir, golden)
         keys = _publish(context, job, _write_bundle(context, job, tensor, reference, built))

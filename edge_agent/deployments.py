@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import platform
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,12 +47,9 @@ def verify_registration(registration: Registration) -> Deployment:
                 f"the bundle at {registration.path} belongs to component '{bundle.component_name}', not "
                 f"'{registration.component_name}'"
             )
-        built_for = bundle.manifest.arch
-        if built_for != platform.machine():
-            raise BundleError(
-                f"it was compiled for {built_for} and this device is {platform.machine()}; deploy the component "
-                f"packaged for {platform.machine()}"
-            )
+        foreign = bundle.manifest.foreign_arch()
+        if foreign:
+            raise BundleError(foreign)
     except (BundleError, KeyError, OSError) as exc:
         reason = f"bundle {registration.component_version} failed verification: {exc}"
         log.error("%s: %s", registration.component_name, reason)

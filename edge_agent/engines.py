@@ -9,7 +9,6 @@ for the ones skipped are part of the model's status message, so an operator sees
 
 from __future__ import annotations
 
-import platform
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -107,20 +106,14 @@ def _tvm_cuda_problem(spec: EngineSpec) -> str | None:
     return None
 
 
-def _cpu_problem(bundle: Bundle) -> str | None:
-    if bundle.manifest.arch != platform.machine():
-        return f"it is built for {bundle.manifest.arch} and this device is {platform.machine()}"
-    return None
-
-
 @dataclass
 class EngineFactory:
     """Opens a bundle's engines for one model version; the TensorRT runner it starts is shared by its workers."""
 
     bundle: Bundle
     options: EngineOptions = field(default_factory=EngineOptions)
-    _runner: TensorRTRunner | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _runner: TensorRTRunner | None = field(default=None, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def problem(self, spec: EngineSpec) -> str | None:
         """Why `spec` cannot run on this device, found without loading it; None when it may."""
@@ -130,7 +123,7 @@ class EngineFactory:
             return tensorrt_problem(spec, self.options)
         if spec.kind == ENGINE_TVM_CUDA:
             return _tvm_cuda_problem(spec)
-        return _cpu_problem(self.bundle)
+        return self.bundle.manifest.foreign_arch()
 
     def open(self, spec: EngineSpec, progress: Progress = lambda _: None) -> Engine:
         """Load `spec` (the TensorRT runner starts, and builds or reads the cached engine, on first use)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,13 @@ class Manifest:
     @property
     def arch(self) -> str:
         return self.target["arch"]
+
+    def foreign_arch(self) -> str | None:
+        """Why the bundle cannot run on this machine's architecture, or None when it can."""
+        here = platform.machine()
+        if self.arch == here:
+            return None
+        return f"it was compiled for {self.arch} and this device is {here}; deploy the component packaged for {here}"
 
     def to_json(self) -> dict[str, Any]:
         return {
