@@ -39,9 +39,9 @@ def _median_ms(run: Callable[[], object], runs: int) -> float:
 
 
 def _engines(bundle_path: Path, unpack: Path, runs: int) -> tuple[dict[str, float], dict[str, str], np.ndarray]:
-    from edge_agent.bundle import open_bundle
-    from edge_agent.engines import EngineFactory, golden_check
-    from edge_agent.tvm_runtime import load_runtime_library_only
+    from edge_agent.bundle.reader import open_bundle
+    from edge_agent.engines.choice import EngineFactory, golden_check
+    from edge_agent.engines.tvm_runtime import load_runtime_library_only
 
     load_runtime_library_only()
     bundle = open_bundle(bundle_path, unpack)
@@ -68,7 +68,7 @@ def _engines(bundle_path: Path, unpack: Path, runs: int) -> tuple[dict[str, floa
 def _onnx_runtime(tensor: np.ndarray, runs: int, work: Path) -> dict[str, float]:
     import onnxruntime as ort
 
-    from compiler.reference_model import build_reference_model
+    from compiler.models.reference_model import build_reference_model
 
     model = build_reference_model(work / "reference").model_path
     timings = {}

@@ -44,9 +44,9 @@ def _onnxruntime(path: Path, tensor: np.ndarray) -> Callable[[], object]:
 def _bundle(archive: Path, tensor: np.ndarray) -> Callable[[], object]:
     import tempfile
 
-    from edge_agent.bundle import open_bundle
-    from edge_agent.manifest import ENGINE_TVM_CPU
-    from edge_agent.tvm_runtime import CompiledModule
+    from edge_agent.bundle.manifest import ENGINE_TVM_CPU
+    from edge_agent.bundle.reader import open_bundle
+    from edge_agent.engines.tvm_runtime import CompiledModule
 
     bundle = open_bundle(archive, Path(tempfile.mkdtemp(prefix="bench-bundle-")))
     library = next(e.library for e in bundle.engines if e.kind == ENGINE_TVM_CPU)
@@ -59,8 +59,8 @@ def _default_schedules(path: Path, spec: Any, target: dict[str, Any], tensor: np
     import tvm
     from tvm import relax
 
-    from compiler.targets import resolve_target
-    from compiler.tvm_build import import_model, pin_input_shape, tvm_target
+    from compiler.build.targets import resolve_target
+    from compiler.build.tvm_build import import_model, pin_input_shape, tvm_target
 
     mod = import_model(pin_input_shape(onnx.load(str(path)), spec), spec)
     vm = relax.VirtualMachine(tvm.compile(mod, tvm_target(resolve_target(target))), tvm.cpu())
@@ -70,7 +70,7 @@ def _default_schedules(path: Path, spec: Any, target: dict[str, Any], tensor: np
 
 def _serve(runner: RunnerSpec, tensor: np.ndarray, connection: Any) -> None:
     """Child: build the runner, then answer each request with the milliseconds of one run after SETTLE_RUNS."""
-    from edge_agent.cpu_threads import configure_thread_pool
+    from edge_agent.models.cpu_threads import configure_thread_pool
 
     configure_thread_pool()
     if runner.kind == "onnxruntime":

@@ -30,10 +30,10 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.agent_load import agent_figures  # noqa: E402
 from benchmarks.isolated_runners import RunnerSpec, interleaved_medians  # noqa: E402
+from compiler.build.targets import resolve_target  # noqa: E402
+from compiler.build.tvm_build import missing_tools  # noqa: E402
 from compiler.settings import Settings  # noqa: E402
-from compiler.targets import resolve_target  # noqa: E402
-from compiler.tvm_build import missing_tools  # noqa: E402
-from edge_agent.cpu_threads import configure_thread_pool  # noqa: E402
+from edge_agent.models.cpu_threads import configure_thread_pool  # noqa: E402
 
 X86 = {"Os": "LINUX", "Arch": "X86_64"}
 
@@ -85,7 +85,7 @@ class Packager:
     def __init__(self, data_dir: Path, model_path: Path, metadata_path: Path, shipped_records: bool = True) -> None:
         from dataclasses import replace
 
-        from compiler.service import Service
+        from compiler.api.service import Service
 
         self.service = Service(replace(Settings.from_env(data_dir), shipped_records=shipped_records))
         self.out = data_dir / "exported"
@@ -132,9 +132,9 @@ class Packager:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import onnx
 
-    from compiler.model_contract import inspect_model
-    from compiler.parity import golden_input
-    from compiler.reference_model import build_reference_model
+    from compiler.build.parity import golden_input
+    from compiler.models.contract import inspect_model
+    from compiler.models.reference_model import build_reference_model
     from tests.agent_harness import generate_client_stubs
 
     configure_thread_pool()  # as the agent does; TVM's own default is half the logical CPUs on x86

@@ -1,4 +1,4 @@
-"""What the peer relay (edge_agent/peer_relay.py) adds to a call: DetectAnomalies through the public socket
+"""What the peer relay (edge_agent/serving/peer_relay.py) adds to a call: DetectAnomalies through the public socket
 against the same call straight to the gRPC server's private socket, in alternating rounds. No model is needed:
 the calls end in NOT_FOUND after the request has crossed both sockets and been decoded.
 
@@ -22,7 +22,7 @@ from edge_agent.agent import Agent
 from edge_agent.config import AgentConfig
 from edge_agent.generated import edge_agent_pb2 as pb
 from edge_agent.generated import edge_agent_pb2_grpc as pb_grpc
-from edge_agent.server import AgentServer
+from edge_agent.serving.server import AgentServer
 
 
 def _median_ms(address: str, request: pb.DetectAnomaliesRequest, calls: int) -> float:

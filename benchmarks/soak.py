@@ -31,8 +31,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.agent_load import percentile, rss_mib  # noqa: E402
-from edge_agent.deployments import Registration  # noqa: E402
-from edge_agent.registrations import write_registration  # noqa: E402
+from edge_agent.components.deployments import Registration  # noqa: E402
+from edge_agent.components.registrations import write_registration  # noqa: E402
 
 
 def _unpack(bundle: Path, dest: Path) -> Registration:

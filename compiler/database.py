@@ -31,7 +31,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     name TEXT NOT NULL,
     model_version INTEGER NOT NULL,
     configuration TEXT NOT NULL,
-    plan TEXT,                      -- compiler/plan.py; NULL for jobs accepted before plans were stored
+    plan TEXT,                      -- compiler/jobs/plan.py; NULL for jobs accepted before plans were stored
     description TEXT,
     status TEXT NOT NULL,
     status_message TEXT NOT NULL,

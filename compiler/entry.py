@@ -8,7 +8,7 @@ import sys
 
 def main() -> int:
     try:
-        from compiler.cli import main as run
+        from compiler.api.cli import main as run
     except ModuleNotFoundError as exc:
         print(
             f"lookout-edge: the packaging service needs the 'compiler' extra ({exc.name} is missing): "

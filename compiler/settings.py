@@ -27,7 +27,7 @@ class Settings:
     max_workers: int = 1  # compiling is CPU-bound: one job at a time on a laptop
     max_queued_jobs: int = 16  # CREATED + RUNNING jobs across all projects
     default_tuning_trials: int = 0  # when CompilerOptions has no tuning-trials: stored records only, no search
-    shipped_records: bool = True  # also apply the tuning records shipped in compiler/tuning_records/
+    shipped_records: bool = True  # also apply the tuning records shipped in compiler/build/tuning_records/
 
     @classmethod
     def from_env(cls, data_dir: str | Path | None = None) -> Settings:

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_agent.components.deployments import Deployment
 from edge_agent.config import AgentConfig
 from edge_agent.defaults import COMPONENT_NAME
-from edge_agent.deployments import Deployment
-from edge_agent.engines import EngineOptions
+from edge_agent.engines.choice import EngineOptions
 from edge_agent.errors import InvalidArgument, ModelNotFound, quoted
-from edge_agent.memory_budget import MIB, MemoryBudget
-from edge_agent.model_slot import ModelInfo, ModelSlot, ModelStatus, PoolSettings
-from edge_agent.results import Detection
+from edge_agent.models.memory_budget import MIB, MemoryBudget
+from edge_agent.models.results import Detection
+from edge_agent.models.slot import ModelInfo, ModelSlot, ModelStatus, PoolSettings
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from edge_agent.defaults import (
     default_registry_dir,
     package_version,
 )
-from edge_agent.tvm_runtime import load_runtime_library_only
+from edge_agent.engines.tvm_runtime import load_runtime_library_only
 
 log = logging.getLogger("lookout-edge-agent")
 COMMANDS = ("serve", "register", "deregister", "doctor")
@@ -32,10 +32,10 @@ def _serve(args: argparse.Namespace) -> int:
     if not keep_image_buffers():
         log.info("malloc settings left as they are (not glibc, or MALLOC_* set in the environment)")
     from edge_agent.agent import Agent
+    from edge_agent.components.watcher import Watcher
     from edge_agent.config import AgentConfig, ConfigError, load_config_file, socket_path
     from edge_agent.greengrass_ipc import GreengrassLink, in_greengrass
-    from edge_agent.server import ServingEndpoint, SocketInUse
-    from edge_agent.watcher import Watcher
+    from edge_agent.serving.server import ServingEndpoint, SocketInUse
 
     try:
         config = load_config_file(Path(args.config)) if args.config else AgentConfig()
@@ -92,8 +92,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _register(args: argparse.Namespace) -> int:
-    from edge_agent.deployments import Registration, verify_registration
-    from edge_agent.registrations import RegistryError, write_registration
+    from edge_agent.components.deployments import Registration, verify_registration
+    from edge_agent.components.registrations import RegistryError, write_registration
 
     registration = Registration(args.component_name, args.component_version, args.model_arn, Path(args.path))
     deployment = verify_registration(registration)
@@ -115,7 +115,7 @@ def _register(args: argparse.Namespace) -> int:
 
 
 def _deregister(args: argparse.Namespace) -> int:
-    from edge_agent.registrations import RegistryError, remove_registration
+    from edge_agent.components.registrations import RegistryError, remove_registration
 
     try:
         removed = remove_registration(Path(args.registry_dir), args.component_name, args.component_version)
@@ -130,7 +130,7 @@ def _deregister(args: argparse.Namespace) -> int:
 def _doctor(args: argparse.Namespace) -> int:
     from edge_agent.config import AgentConfig, ConfigError, load_config_file
     from edge_agent.doctor import run_doctor
-    from edge_agent.engines import EngineOptions
+    from edge_agent.engines.choice import EngineOptions
 
     try:
         config = load_config_file(Path(args.config)) if args.config else AgentConfig()

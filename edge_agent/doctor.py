@@ -18,10 +18,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from edge_agent.bundle import BundleError
-from edge_agent.engines import EngineFactory, EngineOptions, golden_check
-from edge_agent.gpu_facts import driver_facts, linked_cudart_major
-from edge_agent.manifest import ENGINE_TENSORRT, ENGINE_TVM_CUDA
+from edge_agent.bundle.manifest import ENGINE_TENSORRT, ENGINE_TVM_CUDA
+from edge_agent.bundle.reader import BundleError
+from edge_agent.engines.choice import EngineFactory, EngineOptions, golden_check
+from edge_agent.engines.gpu_facts import driver_facts, linked_cudart_major
 
 TIMED_RUNS = 20
 TIMING_BUDGET_S = 20.0
@@ -63,7 +63,7 @@ def _nvidia(say: Print) -> None:
 
 
 def _tvm(say: Print) -> None:
-    from edge_agent.tvm_runtime import load_runtime_library_only
+    from edge_agent.engines.tvm_runtime import load_runtime_library_only
 
     load_runtime_library_only()
     try:
@@ -88,7 +88,7 @@ def _tvm(say: Print) -> None:
 
 
 def _tensorrt(say: Print, configured: str | None) -> None:
-    from edge_agent.tensorrt_client import candidate_pythons, probe
+    from edge_agent.engines.tensorrt_client import candidate_pythons, probe
 
     for python in candidate_pythons(configured):
         answer = probe(python)
@@ -115,7 +115,7 @@ def _bundle(say: Print, path: Path, options: EngineOptions) -> bool:
     """Try every engine of the bundle; True when one can serve it."""
     import numpy as np
 
-    from edge_agent.bundle import open_bundle
+    from edge_agent.bundle.reader import open_bundle
 
     with tempfile.TemporaryDirectory(prefix="doctor-") as unpack:
         try:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates the agent's gRPC modules from protos/edge-agent.proto into edge_agent/generated/ (or into
-# the folder given as $1). The generated files are committed; tests/test_agent_protocol.py fails when
+# the folder given as $1). The generated files are committed; tests/edge_agent/test_agent_protocol.py fails when
 # they drift from the proto.
 # Clients generate their own stubs from protos/edge-agent.proto (see README).
 set -euo pipefail

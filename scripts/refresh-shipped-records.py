@@ -1,7 +1,7 @@
 """Brings the shipped tuning records up to date with the reference model's tasks as the packager now extracts
 them: records of workloads the model no longer has are dropped, and tasks without a record are tuned here
 (only those) and their best record added. Run after a change to how modules are lowered (e.g. after
-compiler/scalar_constants.py changed two kernels' workloads):
+compiler/build/scalar_constants.py changed two kernels' workloads):
 
     python scripts/refresh-shipped-records.py --trials-per-task 64
 """
@@ -17,10 +17,10 @@ import onnx
 
 
 def _tasks(model_path: Path, metadata_path: Path, arch: str, mcpu: str) -> list:
-    from compiler.model_contract import inspect_model
-    from compiler.targets import resolve_target
-    from compiler.tuning import tuning_tasks
-    from compiler.tvm_build import import_model, pin_input_shape
+    from compiler.build.targets import resolve_target
+    from compiler.build.tuning import tuning_tasks
+    from compiler.build.tvm_build import import_model, pin_input_shape
+    from compiler.models.contract import inspect_model
 
     model = onnx.load(str(model_path))
     spec = inspect_model(model, None, json.loads(metadata_path.read_text()))
@@ -35,7 +35,7 @@ def _tune(tasks: list, work: str, trials_per_task: int, database: object) -> Non
 
     import tvm.s_tir.meta_schedule as ms
 
-    from compiler.tuning import TRIALS_PER_ROUND, _make_measurers
+    from compiler.build.tuning import TRIALS_PER_ROUND, _make_measurers
 
     builder, runner, callback = _make_measurers(work, time.time() + 3600 * len(tasks), lambda _: None)
     contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(tasks, work)
@@ -56,7 +56,7 @@ def _tune(tasks: list, work: str, trials_per_task: int, database: object) -> Non
 def refresh(folder: Path, arch: str, mcpu: str, model: tuple[Path, Path], trials_per_task: int) -> None:
     import tvm.s_tir.meta_schedule as ms
 
-    from compiler.tuning import write_record_set
+    from compiler.build.tuning import write_record_set
 
     tasks = _tasks(*model, arch, mcpu)
     shipped = ms.database.JSONDatabase(work_dir=str(folder), allow_missing=False)
@@ -82,8 +82,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials-per-task", type=int, default=64, help="search budget per task lacking a record")
     args = parser.parse_args()
-    from compiler.reference_model import build_reference_model
-    from compiler.tuning import SHIPPED_RECORDS, SHIPPED_SETS
+    from compiler.build.tuning import SHIPPED_RECORDS, SHIPPED_SETS
+    from compiler.models.reference_model import build_reference_model
 
     with tempfile.TemporaryDirectory(prefix="reference-") as out:
         reference = build_reference_model(Path(out))

@@ -1,8 +1,9 @@
 """Copies the best record of every workload from a MetaSchedule JSON database into the records shipped with
-the service (compiler/tuning_records/<arch>-<mcpu>/, listed in compiler.tuning.SHIPPED_SETS), e.g. after a
+the service (compiler/build/tuning_records/<arch>-<mcpu>/, listed in compiler.build.tuning.SHIPPED_SETS), e.g. after a
 long tuning run of the reference model:
 
-    python scripts/ship-tuning-records.py ~/.lookout-edge/tuning/x86_64-znver4 compiler/tuning_records/x86_64-znver4
+    cd compiler/build/tuning_records
+    python ../../../scripts/ship-tuning-records.py ~/.lookout-edge/tuning/x86_64-znver4 x86_64-znver4
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ def main() -> None:
     source = ms.database.JSONDatabase(work_dir=str(args.source), allow_missing=False)
     import tvm_ffi
 
-    from compiler.tuning import write_record_set
+    from compiler.build.tuning import write_record_set
 
     best_per_workload = {}
     for record in source.get_all_tuning_records():

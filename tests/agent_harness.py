@@ -22,7 +22,7 @@ import grpc
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from compiler.service import Service
+from compiler.api.service import Service
 from tests.conftest import X86_CONFIGURATION, wait_for_job
 
 REPO = Path(__file__).resolve().parent.parent

@@ -11,8 +11,8 @@ from pathlib import Path
 import onnx
 import pytest
 
-from compiler.reference_model import ReferenceModel, build_reference_model
-from compiler.service import Service
+from compiler.api.service import Service
+from compiler.models.reference_model import ReferenceModel, build_reference_model
 from compiler.settings import Settings
 from tests.models import classifier
 
@@ -44,7 +44,7 @@ def stop_workers(service: Service, timeout: float = 120.0) -> None:
         time.sleep(0.2)
     for row in service.db.query("SELECT DISTINCT worker_pid FROM jobs WHERE worker_pid IS NOT NULL"):
         try:
-            if b"compiler.worker" in Path(f"/proc/{row[0]}/cmdline").read_bytes():
+            if b"compiler.jobs.worker" in Path(f"/proc/{row[0]}/cmdline").read_bytes():
                 os.kill(row[0], signal.SIGKILL)
         except OSError:
             pass
@@ -138,9 +138,9 @@ def client_stubs(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def boards_model(packaged: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):
     """The 1.0.0 bundle loaded in the test process: the reference for every agent result."""
-    from edge_agent.bundle import open_bundle
-    from edge_agent.engines import EngineFactory
-    from edge_agent.model_runner import LoadedModel
+    from edge_agent.bundle.reader import open_bundle
+    from edge_agent.engines.choice import EngineFactory
+    from edge_agent.models.runner import LoadedModel
 
     bundle = open_bundle(packaged[f"{BOARDS}-1.0.0"], tmp_path_factory.mktemp("direct"))
     return LoadedModel.best(EngineFactory(bundle))[0]

@@ -133,7 +133,7 @@ def anomalib_with_own_decisions(size: int = 64, image_threshold: float = 0.6, pi
 def minimal_manifest(name: str = "com.example.Good", files: dict[str, str] | None = None) -> dict:
     """The smallest bundle manifest the contract accepts, as JSON (its files need not exist: for the checks that
     come before any file is read)."""
-    from edge_agent.manifest import Golden, Manifest
+    from edge_agent.bundle.manifest import Golden, Manifest
 
     return Manifest(
         component_name=name,

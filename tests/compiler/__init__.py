@@ -1,0 +1,1 @@
+"""Tests of the packaging service, without the agent."""
