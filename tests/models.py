@@ -134,11 +134,13 @@ def minimal_manifest(name: str = "com.example.Good", files: dict[str, str] | Non
     """The smallest bundle manifest the contract accepts, as JSON (its files need not exist: for the checks that
     come before any file is read)."""
     from edge_agent.bundle.manifest import Golden, Manifest
+    from edge_agent.bundle.model_spec import ModelSpec
 
     return Manifest(
         component_name=name,
         component_version="1.0.0",
-        model={"arn": "arn:x", "spec": {}},
+        model={"arn": "arn:x"},
+        spec=ModelSpec("anomalib", "input", [8, 8], {"pred_score": "pred_score"}),
         outputs=["pred_score"],
         target={"arch": "x86_64"},
         golden=Golden("golden/input.npy", {"pred_score": "golden/output_0.npy"}, 1e-3, 1e-3, 0.01),

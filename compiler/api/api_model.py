@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from edge_agent.bundle.model_spec import CLASSIFICATION_OUTPUTS, INTERPOLATION_NAMES, MODEL_TYPES
+
 DESCRIPTION_PATTERN = r"[a-zA-Z0-9-_. ()':,;?]+"
 
 SHAPES: dict[str, dict] = {
@@ -19,7 +21,7 @@ SHAPES: dict[str, dict] = {
     "ProjectArn": {"type": "string"},
     "ModelVersion": {"type": "string", "min": 1, "max": 10, "pattern": r"([1-9][0-9]*|latest)"},
     "ModelArn": {"type": "string"},
-    "ModelType": {"type": "string", "enum": ["anomalib", "classification", "segmentation"]},
+    "ModelType": {"type": "string", "enum": list(MODEL_TYPES)},
     "ModelStatus": {"type": "string", "enum": ["TRAINED"]},
     "ModelFile": {"type": "string", "min": 1, "max": 4096},
     "ModelDescription": {"type": "string", "min": 1, "max": 256, "pattern": DESCRIPTION_PATTERN},
@@ -60,14 +62,14 @@ SHAPES: dict[str, dict] = {
     # --- model metadata document (the --model-metadata file) ---------------------------------
     "ImageDimension": {"type": "integer", "min": 32, "max": 4096},
     "InputSize": {"type": "list", "member": "ImageDimension", "min": 2, "max": 2},
-    "Interpolation": {"type": "string", "enum": ["nearest", "linear", "cubic", "area"]},
+    "Interpolation": {"type": "string", "enum": list(INTERPOLATION_NAMES)},
     "PositiveFloat": {"type": "float", "min_exclusive": 0.0},
     "ChannelFloat": {"type": "float"},
     "ChannelTriple": {"type": "list", "member": "ChannelFloat", "min": 3, "max": 3},
     "PositiveChannelTriple": {"type": "list", "member": "PositiveFloat", "min": 3, "max": 3},
     "UnitInterval": {"type": "float", "min": 0.0, "max": 1.0},
     "ClassIndex": {"type": "integer", "min": 0, "max": 1023},
-    "ClassificationOutput": {"type": "string", "enum": ["probabilities", "logits"]},
+    "ClassificationOutput": {"type": "string", "enum": list(CLASSIFICATION_OUTPUTS)},
     "OutputName": {"type": "string", "min": 1, "max": 256},
     "LabelName": {"type": "string", "min": 1, "max": 256, "pattern": r"[a-zA-Z0-9_\-]*"},
     "HexColor": {"type": "string", "pattern": r"\#[0-9A-Fa-f]{6}"},

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import onnx
 
-from compiler.models.contract import ModelSpec
+from edge_agent.bundle.model_spec import ModelSpec
 from edge_agent.models.preprocess import Preprocessor
 
 
@@ -16,7 +16,7 @@ def golden_input(spec: ModelSpec, seed: int = 7) -> np.ndarray:
     h, w = spec.input_size
     coarse = rng.integers(0, 256, size=(max(h // 16, 2), max(w // 16, 2), 3), dtype=np.uint8)
     image = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
-    return Preprocessor.from_spec(spec.to_dict())(image)
+    return Preprocessor.from_spec(spec)(image)
 
 
 def run_onnx_runtime(model: onnx.ModelProto, spec: ModelSpec, tensor: np.ndarray) -> dict[str, np.ndarray]:

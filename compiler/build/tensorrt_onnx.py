@@ -18,7 +18,7 @@ from typing import Any
 import onnx
 from onnx import shape_inference, version_converter
 
-from compiler.models.contract import ModelSpec
+from edge_agent.bundle.model_spec import ModelSpec
 
 TENSORRT_ONNX = "tensorrt/model.onnx"
 TENSORRT_PROFILE = "tensorrt/profile.json"

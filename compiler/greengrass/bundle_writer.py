@@ -34,13 +34,14 @@ def write_golden(bundle_dir: Path, tensor: np.ndarray, outputs: dict[str, np.nda
 
 
 def write_manifest(bundle_dir: Path, manifest: Manifest) -> Manifest:
-    """Hash every file in the folder into the manifest and write manifest.json; returns what was written."""
-    files = {
-        p.relative_to(bundle_dir).as_posix(): sha256_file(p)
+    """Hash and measure every file in the folder into the manifest and write manifest.json; returns it."""
+    paths = {
+        p.relative_to(bundle_dir).as_posix(): p
         for p in sorted(bundle_dir.rglob("*"))
         if p.is_file() and p.name != MANIFEST_NAME
     }
-    written = replace(manifest, files=files)
+    files = {name: sha256_file(p) for name, p in paths.items()}
+    written = replace(manifest, files=files, sizes={name: p.stat().st_size for name, p in paths.items()})
     write_manifest_file(bundle_dir / MANIFEST_NAME, written)
     return written
 

@@ -31,9 +31,9 @@ from compiler.build.tuning import TuningReport, TuningRequest, schedule_module
 from compiler.build.tvm_build import CompiledModel, compile_model, import_model, tvm_version
 from compiler.jobs.failures import PackagingFailure, raised_by_tvm
 from compiler.jobs.plan import PackagingPlan
-from compiler.models.contract import ModelSpec
 from edge_agent.bundle import output_parity
 from edge_agent.bundle.manifest import CPU_FALLBACK_FOLDER, ENGINE_TENSORRT, ENGINE_TVM_CPU, ENGINE_TVM_CUDA
+from edge_agent.bundle.model_spec import ModelSpec
 
 MODULE_CHECK_TIMEOUT_S = 600  # loading and one inference of the largest models, on a busy machine
 Progress = Callable[[str], None]

@@ -27,10 +27,10 @@ from compiler.jobs.operations import component_version_arn
 from compiler.jobs.plan import PackagingPlan, plan_job
 from compiler.jobs.scratch import scratch_folder
 from compiler.jobs.store import JobStore
-from compiler.models.contract import ModelSpec
 from compiler.models.registry import ModelVersion, Registry
 from compiler.settings import Settings
 from edge_agent.bundle.manifest import Manifest
+from edge_agent.bundle.model_spec import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -101,8 +101,8 @@ def _write_bundle(
             "project": version.project,
             "version": str(version.version),
             "source_sha256": version.sha256,
-            "spec": job.spec.to_dict(),
         },
+        spec=job.spec,
         outputs=list(reference),
         target=target.to_dict(),
         golden=write_golden(job.bundle_dir, tensor, reference),

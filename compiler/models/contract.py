@@ -2,47 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import onnx
 
 from compiler.api.errors import ValidationException
 from compiler.api.validation import check_value
+from edge_agent.bundle.model_spec import DEFAULT_LABELS, ModelSpec
 
-IMAGENET_MEAN = [0.485, 0.456, 0.406]
-IMAGENET_STD = [0.229, 0.224, 0.225]
-DEFAULT_LABELS = [{"name": "background", "color": "#FFFFFF"}, {"name": "anomaly", "color": "#FF0000"}]
 ANOMALIB_ROLES = ("pred_score", "anomaly_map", "pred_mask", "pred_label")
-
-
-@dataclass
-class ModelSpec:
-    """Everything the compiler and the agent need to know about a model version, beyond its graph."""
-
-    model_type: str
-    input_name: str
-    input_size: list[int]  # [H, W] the compiler pins
-    outputs: dict[str, str]  # role → graph output name
-    interpolation: str = "linear"
-    scale: float = 1 / 255
-    normalize: bool = True
-    mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
-    std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
-    threshold: float = 0.5
-    # Whether the metadata gave `threshold`: then it decides, else a model's own pred_label does (when it has one).
-    # Bundles and records from before this field have no key for it, and were decided by threshold: True there.
-    threshold_configured: bool = False
-    anomalous_class_index: int = 1
-    classification_output: str = "probabilities"
-    labels: list[dict[str, str]] = field(default_factory=lambda: [dict(x) for x in DEFAULT_LABELS])
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
-        return cls(**{"threshold_configured": True, **data})
 
 
 def _dims(value_info: onnx.ValueInfoProto) -> list[int | str | None]:

@@ -23,9 +23,8 @@ from compiler.models.sample_images import (
     normal_crops,
     texture_rgb,
 )
+from edge_agent.bundle.model_spec import IMAGENET_MEAN, IMAGENET_STD
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 OPSET = 17
 IR_VERSION = 8  # ONNX Runtime 1.31 refuses IR version 14; 8 is read by every runtime we use.
 FEATURE_SIZE = 28  # PaDiM features live on the layer2 grid (224 / 8)

@@ -19,10 +19,11 @@ from compiler.api.timestamps import to_datetime
 from compiler.build.tvm_build import tvm_version
 from compiler.database import Database
 from compiler.jobs.store import ACTIVE_JOB_STATES
-from compiler.models.contract import ModelSpec, inspect_model
+from compiler.models.contract import inspect_model
 from compiler.models.onnx_file import read_model_file
 from compiler.models.operator_support import unsupported_operators
 from compiler.settings import Settings
+from edge_agent.bundle.model_spec import ModelSpec
 
 
 @dataclass(frozen=True)

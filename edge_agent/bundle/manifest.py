@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge_agent.bundle.model_spec import ModelSpec, ModelSpecError
 from edge_agent.defaults import COMPONENT_NAME
 
 MANIFEST_NAME = "manifest.json"
@@ -53,27 +54,26 @@ class Golden:
 
 @dataclass(frozen=True)
 class Manifest:
-    """One bundle's manifest. `model` holds arn, project, version, source_sha256 and `spec` (the model contract:
-    input, preprocessing, output roles, threshold, labels); `files` maps each bundle path to its sha256."""
+    """One bundle's manifest. `model` holds arn, project, version and source_sha256, `spec` the model contract
+    (input, preprocessing, output roles, threshold, labels; written as `model.spec`); `files` maps each bundle path
+    to its sha256 and `sizes` to its length in bytes (bundles from before `sizes` have none)."""
 
     component_name: str
     component_version: str
     model: dict[str, Any]
+    spec: ModelSpec
     outputs: list[str]
     target: dict[str, Any]
     golden: Golden
     engines: list[dict[str, Any]]
     files: dict[str, str] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
     @property
     def model_arn(self) -> str:
         return self.model["arn"]
-
-    @property
-    def spec(self) -> dict[str, Any]:
-        return self.model["spec"]
 
     @property
     def arch(self) -> str:
@@ -91,7 +91,7 @@ class Manifest:
             "format": BUNDLE_FORMAT,
             "format_version": self.format_version,
             "component": {"name": self.component_name, "version": self.component_version},
-            "model": self.model,
+            "model": {**self.model, "spec": self.spec.to_dict()},
             "outputs": self.outputs,
             "target": self.target,
             "golden": {
@@ -105,6 +105,7 @@ class Manifest:
             "engines": self.engines,
             **self.details,
             "files": self.files,
+            "sizes": self.sizes,
         }
 
     @classmethod
@@ -127,21 +128,31 @@ class Manifest:
         if not COMPONENT_NAME.fullmatch(name):
             raise ManifestError(f"component name {name[:80]!r} is not a Greengrass component name")
         _string(model, "model.arn")
-        _object(model, "spec", "model.spec")
+        try:
+            spec = ModelSpec.from_dict(model.get("spec"))
+        except ModelSpecError as exc:
+            raise ManifestError(f"'model.spec': {exc}") from None
         target = _object(data, "target")
         _string(target, "target.arch")
         files = data.get("files")
         if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
             raise ManifestError("'files' must map each file's path to its sha256")
+        sizes = data.get("sizes", {})
+        if not isinstance(sizes, dict) or not all(
+            k in files and isinstance(v, int) and not isinstance(v, bool) and v >= 0 for k, v in sizes.items()
+        ):
+            raise ManifestError("'sizes' must map files listed in 'files' to their length in bytes")
         return cls(
             component_name=name,
             component_version=component_version,
-            model=model,
+            model={key: value for key, value in model.items() if key != "spec"},
+            spec=spec,
             outputs=_strings(data.get("outputs"), "outputs"),
             target=target,
             golden=_golden(_object(data, "golden")),
             engines=_engines(data) if version >= 2 else _legacy_engines(data),
             files=files,
+            sizes=sizes,
             details={key: data[key] for key in DETAIL_SECTIONS if key in data},
             format_version=version,
         )

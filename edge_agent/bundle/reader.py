@@ -18,6 +18,7 @@ from edge_agent.bundle.manifest import (
     ManifestError,
     read_manifest_file,
 )
+from edge_agent.bundle.model_spec import ModelSpec
 from edge_agent.engines.cuda_device_code import ShippedCubin
 
 # Bounds on what a bundle zip may unpack to, checked from its directory before anything is written. Weights
@@ -97,7 +98,7 @@ class Bundle:
         return self.manifest.component_version
 
     @property
-    def spec(self) -> dict[str, Any]:
+    def spec(self) -> ModelSpec:
         return self.manifest.spec
 
     @property
@@ -129,6 +130,12 @@ def verify_bundle(root: Path) -> Bundle:
             raise BundleError(f"{root / MANIFEST_NAME}: file {relative[:200]!r} lies outside the bundle")
         if not path.is_file():
             raise BundleError(f"{relative} is listed in the manifest but missing from {root}")
+        size, expected_size = path.stat().st_size, manifest.sizes.get(relative)
+        if expected_size is not None and size != expected_size:
+            raise BundleError(
+                f"{relative} is {size} bytes, the manifest says {expected_size}: the bundle was truncated or "
+                "modified; redeploy the component"
+            )
         actual = sha256_file(path)
         if actual != expected:
             raise BundleError(

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import cv2
 import numpy as np
+
+from edge_agent.bundle.model_spec import ModelSpec
 
 INTERPOLATIONS = {
     "nearest": cv2.INTER_NEAREST,
@@ -27,15 +28,15 @@ class Preprocessor:
     offset: np.ndarray  # per channel: -mean / std
 
     @classmethod
-    def from_spec(cls, spec: dict[str, Any]) -> Preprocessor:
-        height, width = spec["input_size"]
-        mean = np.asarray(spec["mean"] if spec["normalize"] else [0.0, 0.0, 0.0], dtype=np.float32)
-        std = np.asarray(spec["std"] if spec["normalize"] else [1.0, 1.0, 1.0], dtype=np.float32)
+    def from_spec(cls, spec: ModelSpec) -> Preprocessor:
+        height, width = spec.input_size
+        mean = np.asarray(spec.mean if spec.normalize else [0.0, 0.0, 0.0], dtype=np.float32)
+        std = np.asarray(spec.std if spec.normalize else [1.0, 1.0, 1.0], dtype=np.float32)
         return cls(
             height=height,
             width=width,
-            interpolation=INTERPOLATIONS[spec["interpolation"]],
-            scale=(np.float32(spec["scale"]) / std).astype(np.float32),
+            interpolation=INTERPOLATIONS[spec.interpolation],
+            scale=(np.float32(spec.scale) / std).astype(np.float32),
             offset=(-mean / std).astype(np.float32),
         )
 

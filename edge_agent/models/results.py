@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 import cv2
 import numpy as np
 
+from edge_agent.bundle.model_spec import ModelSpec
 from edge_agent.errors import ModelOutputError
 
 # anomalib normalises its anomaly map so that its pixel threshold sits at 0.5.
@@ -42,16 +42,16 @@ def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
     return e / e.sum(axis=axis, keepdims=True)
 
 
-def image_score(spec: dict[str, Any], outputs: dict[str, np.ndarray]) -> float:
+def image_score(spec: ModelSpec, outputs: dict[str, np.ndarray]) -> float:
     """The model's image-level anomaly score in 0..1, per its output convention."""
-    roles = spec["outputs"]
-    kind = spec["model_type"]
+    roles = spec.outputs
+    kind = spec.model_type
     if kind == "anomalib":
         score = float(outputs[roles["pred_score"]].reshape(-1)[0])
     elif kind == "classification":
         row = outputs[roles["class_scores"]].reshape(1, -1).astype(np.float64)
-        probs = row if spec["classification_output"] == "probabilities" else _softmax(row, axis=1)
-        score = float(probs[0, spec["anomalous_class_index"]])
+        probs = row if spec.classification_output == "probabilities" else _softmax(row, axis=1)
+        score = float(probs[0, spec.anomalous_class_index])
     elif "image_score" in roles:
         score = float(outputs[roles["image_score"]].reshape(-1)[0])
     else:
@@ -62,16 +62,16 @@ def image_score(spec: dict[str, Any], outputs: dict[str, np.ndarray]) -> float:
     return min(max(score, 0.0), 1.0)
 
 
-def has_mask(spec: dict[str, Any]) -> bool:
+def has_mask(spec: ModelSpec) -> bool:
     """Segmentation-capable: anomalib with an anomaly map or mask, or a segmentation model."""
-    return any(role in spec["outputs"] for role in ("anomaly_map", "pred_mask", "class_map"))
+    return any(role in spec.outputs for role in ("anomaly_map", "pred_mask", "class_map"))
 
 
-def label_image(spec: dict[str, Any], outputs: dict[str, np.ndarray], width: int, height: int) -> np.ndarray:
-    """(height, width) uint8 label indices into spec['labels'] at the input image's size. An anomalib model's
+def label_image(spec: ModelSpec, outputs: dict[str, np.ndarray], width: int, height: int) -> np.ndarray:
+    """(height, width) uint8 label indices into spec.labels at the input image's size. An anomalib model's
     own `pred_mask` (its pixel threshold baked in, e.g. 0.7 for sensitivity 0.3) is used when it has one;
     otherwise its anomaly map is cut at 0.5."""
-    roles = spec["outputs"]
+    roles = spec.outputs
     if "class_map" in roles:
         labels = outputs[roles["class_map"]][0].argmax(axis=0).astype(np.uint8)
         return cv2.resize(labels, (width, height), interpolation=cv2.INTER_NEAREST)
@@ -124,14 +124,14 @@ def _paint_labels(labels: np.ndarray, colours: list[tuple[int, ...]]) -> np.ndar
     return cv2.merge([cv2.LUT(labels, table) for table in tables])
 
 
-def paint(labels: np.ndarray, spec: dict[str, Any]) -> tuple[np.ndarray, list[AnomalyArea]]:
+def paint(labels: np.ndarray, spec: ModelSpec) -> tuple[np.ndarray, list[AnomalyArea]]:
     """RGB888 mask in the labels' colours, and the areas: background first, then each label present."""
-    colours = [_rgb(label["color"]) for label in spec["labels"]]
+    colours = [_rgb(label["color"]) for label in spec.labels]
     counts = _label_counts(labels, len(colours))
     total = float(labels.size)
     areas = [
         AnomalyArea(label["name"], float(counts[i]) / total, label["color"].upper())
-        for i, label in enumerate(spec["labels"])
+        for i, label in enumerate(spec.labels)
         if i == 0 or counts[i]
     ]
     mask = _paint_one_label(labels, *colours) if len(colours) == 2 else _paint_labels(labels, colours)
@@ -139,7 +139,7 @@ def paint(labels: np.ndarray, spec: dict[str, Any]) -> tuple[np.ndarray, list[An
 
 
 def detect(
-    spec: dict[str, Any],
+    spec: ModelSpec,
     outputs: dict[str, np.ndarray],
     threshold: float | None = None,
     mask_size: tuple[int, int] | None = None,
@@ -154,10 +154,10 @@ def detect(
     1 − score when it is called normal: how far the model leans towards the answer it gave.
     """
     score = image_score(spec, outputs)
-    limit = spec["threshold"] if threshold is None else threshold
-    configured = threshold is not None or spec.get("threshold_configured", True)
-    if not configured and "pred_label" in spec["outputs"]:
-        anomalous = bool(outputs[spec["outputs"]["pred_label"]].reshape(-1)[0])
+    limit = spec.threshold if threshold is None else threshold
+    configured = threshold is not None or spec.threshold_configured
+    if not configured and "pred_label" in spec.outputs:
+        anomalous = bool(outputs[spec.outputs["pred_label"]].reshape(-1)[0])
     else:
         anomalous = score >= limit
     mask, areas = None, []

@@ -22,12 +22,13 @@ from tests.models import classifier, minimal_manifest
 Setup = Callable[[Path], list[str]]
 
 
-def _tiny_bundle(root: Path, wrong_digest: bool = False) -> Path:
-    """A bundle folder with a manifest listing one file (its digest wrong when asked)."""
+def _tiny_bundle(root: Path, wrong_digest: bool = False, truncated: bool = False) -> Path:
+    """A bundle folder with a manifest listing one file (its digest or its size wrong when asked)."""
     root.mkdir(parents=True)
-    (root / "model.so").write_bytes(b"not really a library")
-    digest = hashlib.sha256(b"something else" if wrong_digest else b"not really a library").hexdigest()
-    manifest = minimal_manifest(files={"model.so": digest})
+    content = b"not really a library"
+    (root / "model.so").write_bytes(content[:-4] if truncated else content)
+    digest = hashlib.sha256(b"something else" if wrong_digest else content).hexdigest()
+    manifest = {**minimal_manifest(files={"model.so": digest}), "sizes": {"model.so": len(content)}}
     (root / "manifest.json").write_text(json.dumps(manifest))
     return root
 
@@ -187,6 +188,12 @@ CASES: list[tuple[str, Setup, int, str]] = [
         _score_with_bundle(lambda t: _tiny_bundle(t / "b", wrong_digest=True)),
         EXIT_USAGE,
         "the bundle was modified or corrupted",
+    ),
+    (
+        "score: file shorter than the manifest says",
+        _score_with_bundle(lambda t: _tiny_bundle(t / "b", truncated=True)),
+        EXIT_USAGE,
+        "model.so is 16 bytes, the manifest says 20: the bundle was truncated",
     ),
     (
         "score: entry escaping the bundle",

@@ -42,36 +42,23 @@ def agent(tmp_path_factory, components):
         yield process
 
 
-def register(agent: AgentProcess, version: str, path) -> None:
+def _registry_command(agent: AgentProcess, command: str, version: str, *more: str) -> str:
+    """`lookout-edge-agent <command>` for the BOARDS component in the agent's registry folder; its stdout."""
     done = agent_cli(
-        "register",
-        "--registry-dir",
-        str(agent.registry_dir),
-        "--component-name",
-        BOARDS,
-        "--component-version",
-        version,
-        "--model-arn",
-        MODEL_ARN,
-        "--path",
-        str(path),
-    )
+        command, "--registry-dir", str(agent.registry_dir), "--component-name", BOARDS, "--component-version", version,
+        *more,
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert f"registered {BOARDS} {version}" in done.stdout
+    return done.stdout
+
+
+def register(agent: AgentProcess, version: str, path) -> None:
+    stdout = _registry_command(agent, "register", version, "--model-arn", MODEL_ARN, "--path", str(path))
+    assert f"registered {BOARDS} {version}" in stdout
 
 
 def deregister(agent: AgentProcess, version: str) -> str:
-    done = agent_cli(
-        "deregister",
-        "--registry-dir",
-        str(agent.registry_dir),
-        "--component-name",
-        BOARDS,
-        "--component-version",
-        version,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+    return _registry_command(agent, "deregister", version)
 
 
 def request_for(pb, rgb: np.ndarray):

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge_agent.bundle.model_spec import ModelSpec
 from edge_agent.components.deployments import Registration
 from edge_agent.components.registrations import RegistryError, read_registry, remove_registration, write_registration
 from edge_agent.config import AgentConfig, ConfigError, load_config_file, socket_path
@@ -236,23 +237,28 @@ def test_a_fifo_named_as_a_segment_is_refused_without_blocking(tmp_path) -> None
         fifo.unlink()
 
 
-SEGMENTATION = {
-    "model_type": "segmentation",
-    "outputs": {"class_map": "classes"},
-    "threshold": 0.5,
-    "labels": [
+def _spec(**fields) -> ModelSpec:
+    """A stored spec as the agent reads it from a manifest (validated by the contract)."""
+    return ModelSpec.from_dict({"input_name": "input", "input_size": [4, 4], **fields})
+
+
+SEGMENTATION = dict(
+    model_type="segmentation",
+    outputs={"class_map": "classes"},
+    threshold=0.5,
+    labels=[
         {"name": "background", "color": "#ffffff"},
         {"name": "scratch", "color": "#FF0000"},
         {"name": "dent", "color": "#00FF00"},
     ],
-}
+)
 
 
 def test_segmentation_mask_areas_and_colours() -> None:
     logits = np.zeros((1, 3, 4, 4), np.float32)
     logits[0, 0] = 5.0
     logits[0, 1, 0, :2] = 10.0  # 2 of 16 cells are scratch; no dent
-    result = detect(SEGMENTATION, {"classes": logits}, mask_size=(8, 8))
+    result = detect(_spec(**SEGMENTATION), {"classes": logits}, mask_size=(8, 8))
     assert [(a.name, a.fraction, a.hex_color) for a in result.anomalies] == [
         ("background", 14 / 16, "#FFFFFF"),
         ("scratch", 2 / 16, "#FF0000"),
@@ -275,16 +281,16 @@ def test_an_anomalib_models_own_decisions_are_used_unless_a_threshold_is_configu
     own_mask[0, 0, 0, 0] = True
     outputs = {"pred_score": np.array([0.55], np.float32), "pred_label": np.array([False]), "anomaly_map": heat,
                "pred_mask": own_mask}  # fmt: skip
-    own = detect(spec, outputs, mask_size=(4, 4))
+    own = detect(_spec(**spec), outputs, mask_size=(4, 4))
     assert not own.is_anomalous and own.anomaly_threshold == 0.5 and own.confidence == pytest.approx(0.45)
     assert [(a.name, a.fraction) for a in own.anomalies] == [("background", 15 / 16), ("anomaly", 1 / 16)]
-    assert detect(spec, outputs, threshold=0.55).is_anomalous  # the agent's configured threshold wins
-    assert detect({**spec, "threshold_configured": True}, outputs).is_anomalous  # and so does the metadata's
+    assert detect(_spec(**spec), outputs, threshold=0.55).is_anomalous  # the agent's configured threshold wins
+    assert detect(_spec(**{**spec, "threshold_configured": True}), outputs).is_anomalous  # and so does the metadata's
     del spec["threshold_configured"]
-    assert detect(spec, outputs).is_anomalous  # a bundle from before the field: decided by its threshold
+    assert detect(_spec(**spec), outputs).is_anomalous  # a bundle from before the field: decided by its threshold
     spec["threshold_configured"] = False
     del spec["outputs"]["pred_label"]
-    assert detect(spec, outputs).is_anomalous  # no decision of its own: score >= 0.5
+    assert detect(_spec(**spec), outputs).is_anomalous  # no decision of its own: score >= 0.5
 
 
 def test_classification_has_no_mask_and_nan_scores_are_refused() -> None:
@@ -294,13 +300,12 @@ def test_classification_has_no_mask_and_nan_scores_are_refused() -> None:
         "threshold": 0.5,
         "classification_output": "probabilities",
         "anomalous_class_index": 1,
-        "labels": [],
     }
-    result = detect(spec, {"p": np.array([[0.7, 0.3]], np.float32)}, mask_size=(64, 64))
+    result = detect(_spec(**spec), {"p": np.array([[0.7, 0.3]], np.float32)}, mask_size=(64, 64))
     assert (result.is_anomalous, result.mask, result.anomalies) == (False, None, [])
     assert result.confidence == pytest.approx(0.7)
     with pytest.raises(ModelOutputError, match="non-finite"):
-        detect(spec, {"p": np.array([[np.nan, np.nan]], np.float32)})
+        detect(_spec(**spec), {"p": np.array([[np.nan, np.nan]], np.float32)})
 
 
 @pytest.mark.parametrize(
@@ -313,7 +318,11 @@ def test_classification_has_no_mask_and_nan_scores_are_refused() -> None:
     ],
 )
 def test_masks_are_painted_in_the_label_colours(colours: list[str]) -> None:
-    spec = {"labels": [{"name": f"label{i}", "color": c} for i, c in enumerate(colours)]}
+    spec = _spec(
+        model_type="segmentation",
+        outputs={"class_map": "classes"},
+        labels=[{"name": f"label{i}", "color": c} for i, c in enumerate(colours)],
+    )
     labels = np.random.default_rng(len(colours)).integers(0, len(colours), (67, 91), dtype=np.uint8)
     mask, areas = paint(labels, spec)
     palette = np.array([[int(c[i : i + 2], 16) for i in (1, 3, 5)] for c in colours], np.uint8)
@@ -335,7 +344,19 @@ def test_the_contract_refuses_newer_editions_and_names_what_is_wrong(tmp_path) -
         "no outputs": ({"outputs": []}, "'outputs' must be a non-empty list of names"),
         "no arch": ({"target": {}}, "'target.arch' must be a non-empty string"),
         "no engines": ({"engines": None}, "'engines' must be a non-empty list of objects"),
+        "sizes of other files": ({"sizes": {"x.bin": 3}}, "'sizes' must map files listed in 'files'"),
     }
+    spec = minimal_manifest()["model"]["spec"]
+    spec_cases = {
+        "no spec": (None, "'model.spec': must be an object, not NoneType"),
+        "missing input": ({k: v for k, v in spec.items() if k != "input_name"}, "'input_name' is missing"),
+        "unknown type": ({**spec, "model_type": "detector"}, "'model_type' must be one of anomalib, classification"),
+        "bad size": ({**spec, "input_size": [0, 8]}, "'input_size' must be [height, width] in pixels"),
+        "zero std": ({**spec, "std": [1, 0, 1]}, "'std' must not hold a zero"),
+        "newer field": ({**spec, "gamma": 2.2}, "unknown field 'gamma': re-package the model"),
+    }
+    for value, words in spec_cases.values():
+        cases[words] = ({"model": {"arn": "arn:x", "spec": value}}, words)
     for change, words in cases.values():
         (tmp_path / "manifest.json").write_text(json.dumps({**minimal_manifest(), **change}))
         with pytest.raises(BundleError, match=re.escape(words)):

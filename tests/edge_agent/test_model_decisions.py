@@ -15,6 +15,7 @@ import onnxruntime as ort
 import pytest
 
 from compiler.models.sample_images import held_out_set
+from edge_agent.bundle.model_spec import ModelSpec
 from edge_agent.models.preprocess import Preprocessor
 from tests.agent_harness import AgentProcess, PackagingRequest, package_models, wait_for_status
 from tests.conftest import make_service, stop_workers
@@ -57,7 +58,9 @@ def _onnx_runtime(model: onnx.ModelProto, bundle: Path, rgb: np.ndarray) -> dict
         spec = json.loads(zf.read("manifest.json"))["model"]["spec"]
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     names = [o.name for o in model.graph.output]
-    return dict(zip(names, session.run(None, {"input": Preprocessor.from_spec(spec)(rgb)}), strict=True))
+    return dict(
+        zip(names, session.run(None, {"input": Preprocessor.from_spec(ModelSpec.from_dict(spec))(rgb)}), strict=True)
+    )
 
 
 def _detect(stub, pb, component: str, rgb: np.ndarray):
