@@ -371,7 +371,7 @@ def test_doctor_says_when_no_engine_can_run_a_bundle(nvidia_bundles, tmp_path) -
     bundle = tmp_path / "old"
     shutil.copytree(source, bundle, ignore=shutil.ignore_patterns("cpu", "tensorrt"))
     manifest = json.loads((bundle / "manifest.json").read_text())
-    del manifest["engines"], manifest["format_version"]  # edition 1
+    del manifest["engines"], manifest["format_version"], manifest["sizes"]  # edition 1
     manifest["files"] = {k: v for k, v in manifest["files"].items() if not k.startswith(("cpu/", "tensorrt/"))}
     (bundle / "manifest.json").write_text(json.dumps(manifest))
     if driver_facts().gpus:

@@ -33,7 +33,9 @@ def agent(packaged, tmp_path_factory):
     edited_copy(packaged[f"{SQRT}-1.0.0"], models / "edited", EDITED, input_size=[96, 96])
     tampered = edited_copy(packaged[f"{SQRT}-1.0.0"], models / "tampered", TAMPERED)
     library = tampered / "model.so"
-    library.write_bytes(library.read_bytes() + b"\0")
+    content = bytearray(library.read_bytes())
+    content[-1] ^= 0xFF  # same size, other bytes: only the sha256 tells
+    library.write_bytes(bytes(content))
     with AgentProcess(work, models_dir=models) as process:
         yield process
 
