@@ -15,9 +15,15 @@ def _model(nodes, inputs, outputs, initializers) -> onnx.ModelProto:
 
 
 def classifier(
-    batch: int | str = "N", size: int | str = 64, softmax: bool = True, channels: int = 3, classes: int = 2
+    batch: int | str = "N",
+    size: int | str = 64,
+    softmax: bool = True,
+    channels: int = 3,
+    classes: int = 2,
+    batch_in_reshape: bool = False,
 ) -> onnx.ModelProto:
-    """conv → relu → global average pool → gemm (→ softmax): a [N, classes] classifier."""
+    """conv → relu → global average pool → flatten → gemm (→ softmax): a [N, classes] classifier. With
+    `batch_in_reshape` the flatten is a Reshape to the fixed [batch, -1], as exporters write for a traced batch."""
     rng = np.random.default_rng(0)
     w = numpy_helper.from_array(rng.standard_normal((8, channels, 3, 3)).astype(np.float32) * 0.3, "w")
     fc = numpy_helper.from_array(rng.standard_normal((classes, 8)).astype(np.float32), "fc")
@@ -25,14 +31,17 @@ def classifier(
         helper.make_node("Conv", ["input", "w"], ["c"], pads=[1, 1, 1, 1]),
         helper.make_node("Relu", ["c"], ["r"]),
         helper.make_node("GlobalAveragePool", ["r"], ["g"]),
-        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("Reshape", ["g", "rows"], ["f"])
+        if batch_in_reshape
+        else helper.make_node("Flatten", ["g"], ["f"]),
         helper.make_node("Gemm", ["f", "fc"], ["logits" if softmax else "scores"], transB=1),
     ]
     if softmax:
         nodes.append(helper.make_node("Softmax", ["logits"], ["scores"], axis=1))
     inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, channels, size, size])]
     outputs = [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [batch, classes])]
-    return _model(nodes, inputs, outputs, [w, fc])
+    rows = [numpy_helper.from_array(np.array([batch, -1], np.int64), "rows")] if batch_in_reshape else []
+    return _model(nodes, inputs, outputs, [w, fc, *rows])
 
 
 def anomalib_like(score_shape: list, with_map: bool = True) -> onnx.ModelProto:
@@ -102,25 +111,47 @@ def nearest_neighbour_score(size: int = 64, bank: int = 32, k: int = 3) -> onnx.
     return _model(nodes, inputs, outputs, [numpy_helper.from_array(v, n) for n, v in constants.items()])
 
 
-def anomalib_with_own_decisions(size: int = 64, image_threshold: float = 0.6, pixel_threshold: float = 0.7):
-    """anomalib 2.x's output convention with thresholds that are not 0.5 (what a non-default sensitivity bakes
-    in): anomaly_map = sigmoid of a smoothed red − green difference, pred_score = its maximum, pred_label =
-    pred_score ≥ image_threshold, pred_mask = anomaly_map ≥ pixel_threshold."""
+def anomalib_with_own_decisions(
+    size: int = 64, image_threshold: float = 0.6, pixel_threshold: float = 0.7, dynamic: bool = False, normalise=True
+):
+    """anomalib 2.x's export convention with thresholds that are not 0.5 (what a non-default sensitivity bakes
+    in). Like anomalib's exports, the graph normalises its 0..1 input itself (ImageNet mean/std; `normalise`) and,
+    `dynamic`, takes any height and width and resizes to `size` first. anomaly_map = sigmoid of a smoothed
+    red − green difference, pred_score = its maximum, pred_label = pred_score ≥ image_threshold, pred_mask =
+    anomaly_map ≥ pixel_threshold."""
     kernel = np.zeros((1, 3, 5, 5), dtype=np.float32)
     kernel[0, 0], kernel[0, 1] = 1.0 / 25, -1.0 / 25  # smoothed red − green: textured, image-dependent maps
     constants = {
         "w": kernel * 4.0,
         "image_threshold": np.array(image_threshold, dtype=np.float32),
         "pixel_threshold": np.array(pixel_threshold, dtype=np.float32),
+        "mean": np.array([0.485, 0.456, 0.406], np.float32).reshape(1, 3, 1, 1),
+        "std": np.array([0.229, 0.224, 0.225], np.float32).reshape(1, 3, 1, 1),
+        "size": np.array([size, size], np.int64),
     }
-    nodes = [
-        helper.make_node("Conv", ["input", "w"], ["raw"], pads=[2, 2, 2, 2]),
+    nodes, pixels = [], "input"
+    if dynamic:  # anomalib's pre-processor: Resize to the trained size, the size computed from the input's shape
+        nodes += [
+            helper.make_node("Shape", ["input"], ["batch_channels"], start=0, end=2),
+            helper.make_node("Concat", ["batch_channels", "size"], ["sizes"], axis=0),
+            helper.make_node("Resize", ["input", "", "", "sizes"], ["resized"], mode="linear"),
+        ]
+        pixels = "resized"
+    if normalise:
+        nodes += [
+            helper.make_node("Sub", [pixels, "mean"], ["centred"]),
+            helper.make_node("Div", ["centred", "std"], ["normalised"]),
+        ]
+        pixels = "normalised"
+    nodes += [
+        helper.make_node("Conv", [pixels, "w"], ["raw"], pads=[2, 2, 2, 2]),
         helper.make_node("Sigmoid", ["raw"], ["anomaly_map"]),
         helper.make_node("ReduceMax", ["anomaly_map"], ["pred_score"], axes=[1, 2, 3], keepdims=0),
         helper.make_node("GreaterOrEqual", ["pred_score", "image_threshold"], ["pred_label"]),
         helper.make_node("GreaterOrEqual", ["anomaly_map", "pixel_threshold"], ["pred_mask"]),
     ]
-    inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, size, size])]
+    side = ["height", "width"] if dynamic else [size, size]
+    inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, *side])]
     outputs = [
         helper.make_tensor_value_info("pred_score", TensorProto.FLOAT, [1]),
         helper.make_tensor_value_info("pred_label", TensorProto.BOOL, [1]),

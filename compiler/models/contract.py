@@ -8,6 +8,8 @@ import onnx
 
 from compiler.api.errors import ValidationException
 from compiler.api.validation import check_value
+from compiler.models.fixed_batch import check_fixed_batch
+from compiler.models.graph_preprocessing import InputPreprocessing, input_preprocessing
 from edge_agent.bundle.model_spec import DEFAULT_LABELS, ModelSpec
 
 ANOMALIB_ROLES = ("pred_score", "anomaly_map", "pred_mask", "pred_label")
@@ -33,7 +35,7 @@ def _graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
     return [i for i in model.graph.input if i.name not in initialisers]
 
 
-def _check_input(model: onnx.ModelProto, metadata: dict[str, Any]) -> tuple[str, list[int]]:
+def _image_input(model: onnx.ModelProto) -> onnx.ValueInfoProto:
     inputs = _graph_inputs(model)
     if len(inputs) != 1:
         names = ", ".join(i.name for i in inputs) or "none"
@@ -45,20 +47,44 @@ def _check_input(model: onnx.ModelProto, metadata: dict[str, Any]) -> tuple[str,
     dims = _dims(image)
     if len(dims) != 4 or dims[1] != 3:
         raise _refuse(f"input '{image.name}' must be NCHW with 3 channels (RGB), found shape {dims}.")
-    if isinstance(dims[0], int) and dims[0] != 1:
-        raise _refuse(f"input '{image.name}' has a fixed batch of {dims[0]}; export with batch 1 or a dynamic batch.")
+    return image
+
+
+def _input_size(image: onnx.ValueInfoProto, metadata: dict[str, Any], preprocessing: InputPreprocessing) -> list[int]:
+    """The [H, W] to compile for: the metadata's, else the input's static size, else the size the graph itself
+    resizes its input to first (anomalib 2.x exports with dynamic height and width)."""
+    dims = _dims(image)
     static_hw = [d if isinstance(d, int) else None for d in dims[2:]]
     size = metadata.get("input_size")
-    if size is None:
-        if None in static_hw:
-            raise _refuse(
-                f"input '{image.name}' has dynamic height/width {dims[2:]}; give the size to compile for "
-                'with "input_size": [H, W] in the model metadata file.'
-            )
-        size = static_hw
-    elif any(s is not None and s != m for s, m in zip(static_hw, size, strict=True)):
-        raise _refuse(f"metadata input_size {size} contradicts the model's input shape {dims}.")
-    return image.name, list(size)
+    if size is not None:
+        if any(s is not None and s != m for s, m in zip(static_hw, size, strict=True)):
+            raise _refuse(f"metadata input_size {size} contradicts the model's input shape {dims}.")
+        return list(size)
+    if None not in static_hw:
+        return static_hw
+    if preprocessing.resize_to is not None:
+        return preprocessing.resize_to
+    raise _refuse(
+        f"input '{image.name}' has dynamic height/width {dims[2:]} and the graph does not resize it to a fixed "
+        'size; give the size to compile for with "input_size": [H, W] in the model metadata file.'
+    )
+
+
+def _normalisation(kind: str, roles: dict[str, str], preprocessing: InputPreprocessing, metadata: dict) -> dict:
+    """Whether the agent normalises the input (ImageNet mean/std by default): not when the graph does it itself.
+    anomalib 2.x's outputs (pred_label) without the normalisation its exports carry are ambiguous: refused."""
+    if "normalize" in metadata:
+        return {}
+    if preprocessing.normalises:
+        return {"normalize": False}
+    if kind == "anomalib" and "pred_label" in roles:
+        raise _refuse(
+            "its outputs follow anomalib 2.x's convention (pred_label), whose exports normalise the image inside "
+            "the graph, but this graph does not begin with a mean/std normalisation, so it is not clear what input "
+            'it expects; say so in the model metadata file: "normalize": false when it takes the image as 0..1 '
+            'RGB, or "normalize": true with "mean" and "std" when it wants it normalised.'
+        )
+    return {}
 
 
 def _outputs_by_name(model: onnx.ModelProto) -> dict[str, list[int | str | None]]:
@@ -140,7 +166,12 @@ def inspect_model(model: onnx.ModelProto, model_type: str | None, metadata: dict
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:
         raise ValidationException(f"The model file is not a valid ONNX model: {exc}") from exc
-    input_name, input_size = _check_input(model, metadata)
+    image = _image_input(model)
+    preprocessing = input_preprocessing(model, image.name)
+    input_size = _input_size(image, metadata, preprocessing)
+    batch = _dims(image)[0]
+    if isinstance(batch, int) and batch != 1:
+        check_fixed_batch(model, image.name, batch, input_size)
     kind = model_type or detect_model_type(model)
     outputs = _outputs_by_name(model)
     if kind == "anomalib":
@@ -155,9 +186,10 @@ def inspect_model(model: onnx.ModelProto, model_type: str | None, metadata: dict
     extra = {k: v for k, v in metadata.items() if k not in ("input_size", "labels", "score_output")}
     if kind == "classification":
         extra.setdefault("classification_output", _classification_kind(model, roles["class_scores"]))
+    extra.update(_normalisation(kind, roles, preprocessing, metadata))
     return ModelSpec(
         model_type=kind,
-        input_name=input_name,
+        input_name=image.name,
         input_size=input_size,
         outputs=roles,
         labels=[dict(x) for x in labels],

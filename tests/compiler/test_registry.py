@@ -12,7 +12,7 @@ import pytest
 
 from compiler.api.errors import ConflictException, ResourceNotFoundException, ValidationException
 from compiler.api.validation import check_response
-from tests.models import anomalib_like, classifier
+from tests.models import anomalib_like, anomalib_with_own_decisions, classifier
 
 
 def _save(model: onnx.ModelProto, tmp_path: Path, name: str = "m.onnx") -> str:
@@ -85,7 +85,16 @@ def test_model_type_is_detected_from_outputs(service, tmp_path, model, metadata,
     ("model", "request_extra", "words"),
     [
         (classifier(channels=1), {}, "must be NCHW with 3 channels"),
-        (classifier(batch=4), {}, "fixed batch of 4"),
+        (
+            classifier(batch=4, batch_in_reshape=True),
+            {},
+            "fixed batch of 4, and the graph does not give a single image the outputs it gives it in that batch",
+        ),
+        (
+            anomalib_with_own_decisions(normalise=False),
+            {},
+            "follow anomalib 2.x's convention (pred_label), whose exports normalise the image inside the graph",
+        ),
         (classifier(size="S"), {}, "dynamic height/width"),
         (classifier(size=64), {"ModelMetadata": {"input_size": [128, 128]}}, "contradicts the model's input shape"),
         (classifier(classes=2), {"ModelMetadata": {"anomalous_class_index": 2}}, "out of range"),
@@ -109,6 +118,34 @@ def test_models_outside_the_contract_are_refused(service, tmp_path, model, reque
         service.call("CreateModel", {"ProjectName": "p", "ModelFile": _save(model, tmp_path), **request_extra})
     assert words in error.value.message
     assert service.call("ListModels", {"ProjectName": "p"})["Models"] == []
+
+
+def test_anomalib_2_exports_are_read_by_their_own_convention(service, tmp_path) -> None:
+    """Normalisation and the resize to the trained size are inside the graph: the agent neither normalises again
+    nor needs to be told the size; an explicit metadata value still wins."""
+    service.call("CreateProject", {"ProjectName": "p"})
+    for model, metadata in [
+        (anomalib_with_own_decisions(size=48, dynamic=True), {}),
+        (anomalib_with_own_decisions(size=48, normalise=False), {"normalize": False}),
+        (anomalib_with_own_decisions(size=48), {"normalize": True}),
+        (anomalib_like([1]), {}),  # anomalib 1.x: no normalisation inside, ImageNet's by default
+    ]:
+        service.call(
+            "CreateModel", {"ProjectName": "p", "ModelFile": _save(model, tmp_path), "ModelMetadata": metadata}
+        )
+    specs = [service.registry.get_model("p", str(v)).spec for v in range(1, 5)]
+    assert [(s.input_size, s.normalize) for s in specs] == [
+        ([48, 48], False),
+        ([48, 48], False),
+        ([48, 48], True),
+        ([64, 64], True),
+    ]
+
+
+def test_a_fixed_batch_the_graph_does_not_depend_on_is_accepted(service, tmp_path) -> None:
+    service.call("CreateProject", {"ProjectName": "p"})
+    service.call("CreateModel", {"ProjectName": "p", "ModelFile": _save(classifier(batch=2), tmp_path)})
+    assert service.registry.get_model("p", "1").spec.input_size == [64, 64]
 
 
 def test_dynamic_size_is_accepted_with_metadata(service, tmp_path) -> None:
