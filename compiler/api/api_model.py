@@ -14,6 +14,7 @@ from typing import Any
 from edge_agent.bundle.model_spec import CLASSIFICATION_OUTPUTS, INTERPOLATION_NAMES, MODEL_TYPES
 
 DESCRIPTION_PATTERN = r"[a-zA-Z0-9-_. ()':,;?]+"
+API_VERSION = "2020-11-20"  # Lookout for Vision's; every operation's HTTP path starts with it
 
 SHAPES: dict[str, dict] = {
     # --- scalars -----------------------------------------------------------------------------
@@ -212,7 +213,14 @@ SHAPES: dict[str, dict] = {
 }
 
 
-def _list_operation(member: str, shape: str, doc: str, in_project: bool = True) -> dict[str, Any]:
+def _http(method: str, path: str, code: int = 200) -> dict[str, Any]:
+    """The operation's rest-json binding: method, path (`{projectName}`: the member ProjectName from the URI) and
+    success status. ClientToken travels in the X-Amzn-Client-Token header; NextToken and MaxResults, of GET
+    requests, in the query string (http_binding.py)."""
+    return {"method": method, "uri": f"/{API_VERSION}{path}", "code": code}
+
+
+def _list_operation(member: str, shape: str, doc: str, path: str, in_project: bool = True) -> dict[str, Any]:
     """A paginated list operation: output `member` holds one page of `shape`; NextToken asks for the next."""
     scope = {"ProjectName": "ProjectName"} if in_project else {}
     return {
@@ -220,35 +228,41 @@ def _list_operation(member: str, shape: str, doc: str, in_project: bool = True) 
         "input": {**scope, "NextToken": "PaginationToken", "MaxResults": "PageSize"},
         "required": list(scope),
         "paginated": member,
+        "http": _http("GET", path),
         "doc": doc,
     }
 
 
 # Operation → output and input members (member name → shape) and which inputs are required. `idempotency` names the
 # member the SDK fills with a fresh token when the caller gives none; `paginated`, the output member a page of a
-# list operation holds (pagination.page_response).
+# list operation holds (pagination.page_response); `http`, its rest-json binding (served by `lookout-edge serve`,
+# written into the botocore service model); an operation without one is local to the CLI (ExportComponent writes
+# files on the machine that runs it).
 OPERATIONS: dict[str, dict] = {
     "CreateProject": {
         "output": {"ProjectMetadata": "ProjectMetadata"},
         "input": {"ProjectName": "ProjectName", "ClientToken": "ClientToken"},
         "required": ["ProjectName"],
         "idempotency": "ClientToken",
+        "http": _http("POST", "/projects"),
         "doc": "Creates an empty project to hold model versions.",
     },
     "DescribeProject": {
         "output": {"ProjectDescription": "ProjectDescriptionShape"},
         "input": {"ProjectName": "ProjectName"},
         "required": ["ProjectName"],
+        "http": _http("GET", "/projects/{projectName}"),
         "doc": "Describes a project and its model versions.",
     },
     "ListProjects": _list_operation(
-        "Projects", "ProjectMetadataList", "Lists projects, newest first.", in_project=False
+        "Projects", "ProjectMetadataList", "Lists projects, newest first.", "/projects", in_project=False
     ),
     "DeleteProject": {
         "output": {"ProjectArn": "ProjectArn"},
         "input": {"ProjectName": "ProjectName", "ClientToken": "ClientToken"},
         "required": ["ProjectName"],
         "idempotency": "ClientToken",
+        "http": _http("DELETE", "/projects/{projectName}"),
         "doc": "Deletes a project and its model versions (refused while a job runs).",
     },
     "CreateModel": {
@@ -263,20 +277,25 @@ OPERATIONS: dict[str, dict] = {
         },
         "required": ["ProjectName", "ModelFile"],
         "idempotency": "ClientToken",
+        "http": _http("POST", "/projects/{projectName}/models", 202),
         "doc": "Imports a trained ONNX model as the project's next model version.",
     },
     "DescribeModel": {
         "output": {"ModelDescription": "ModelDescriptionShape"},
         "input": {"ProjectName": "ProjectName", "ModelVersion": "ModelVersion"},
         "required": ["ProjectName", "ModelVersion"],
+        "http": _http("GET", "/projects/{projectName}/models/{modelVersion}"),
         "doc": "Describes one model version.",
     },
-    "ListModels": _list_operation("Models", "ModelMetadataList", "Lists a project's model versions."),
+    "ListModels": _list_operation(
+        "Models", "ModelMetadataList", "Lists a project's model versions.", "/projects/{projectName}/models"
+    ),
     "DeleteModel": {
         "output": {"ModelArn": "ModelArn"},
         "input": {"ProjectName": "ProjectName", "ModelVersion": "ModelVersion", "ClientToken": "ClientToken"},
         "required": ["ProjectName", "ModelVersion"],
         "idempotency": "ClientToken",
+        "http": _http("DELETE", "/projects/{projectName}/models/{modelVersion}", 202),
         "doc": "Deletes a model version (refused while a job packages it).",
     },
     "StartModelPackagingJob": {
@@ -291,16 +310,21 @@ OPERATIONS: dict[str, dict] = {
         },
         "required": ["ProjectName", "ModelVersion", "Configuration"],
         "idempotency": "ClientToken",
+        "http": _http("POST", "/projects/{projectName}/modelpackagingjobs"),
         "doc": "Starts an asynchronous job that compiles a model version into a Greengrass component.",
     },
     "DescribeModelPackagingJob": {
         "output": {"ModelPackagingDescription": "ModelPackagingDescription"},
         "input": {"ProjectName": "ProjectName", "JobName": "ModelPackagingJobName"},
         "required": ["ProjectName", "JobName"],
+        "http": _http("GET", "/projects/{projectName}/modelpackagingjobs/{jobName}"),
         "doc": "Describes a model packaging job.",
     },
     "ListModelPackagingJobs": _list_operation(
-        "ModelPackagingJobs", "ModelPackagingJobsList", "Lists a project's model packaging jobs, newest first."
+        "ModelPackagingJobs",
+        "ModelPackagingJobsList",
+        "Lists a project's model packaging jobs, newest first.",
+        "/projects/{projectName}/modelpackagingjobs",
     ),
     "ExportComponent": {
         "output": {"RecipeFile": "OutputPath", "ArtifactFiles": "OutputPathList"},

@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 import yaml
 
-from compiler.api import local_commands
+from compiler.api import local_commands, serve_command
 from compiler.api.api_model import OPERATIONS, SHAPES, split_camel
 from compiler.api.client import Client
 from compiler.api.errors import ServiceError
@@ -165,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     for operation, spec in OPERATIONS.items():
         _add_operation(subparsers, operation, spec)
     local_commands.add_parsers(subparsers)
+    serve_command.add_parsers(subparsers)
     return parser
 
 

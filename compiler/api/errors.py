@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 class ServiceError(Exception):
-    """Base of every error the service returns to a caller."""
+    """Base of every error the service returns to a caller. `members`: the error shape's members beyond Message
+    (member → shape in api_model.SHAPES), as the service model declares them; `fault`: the service's failure."""
 
     code = "InternalServerException"
     http_status = 500
+    members: ClassVar[dict[str, str]] = {}
+    fault = False
 
     def __init__(self, message: str, **fields: object) -> None:
         super().__init__(message)
@@ -27,8 +32,13 @@ class AccessDeniedException(ServiceError):
     code, http_status = "AccessDeniedException", 403
 
 
+RESOURCE = {"ResourceId": "ExceptionString", "ResourceType": "ResourceType"}
+QUOTA = {"QuotaCode": "ExceptionString", "ServiceCode": "ExceptionString"}
+
+
 class ResourceNotFoundException(ServiceError):
     code, http_status = "ResourceNotFoundException", 404
+    members: ClassVar[dict[str, str]] = RESOURCE
 
     def __init__(self, message: str, resource_id: str, resource_type: str) -> None:
         super().__init__(message, ResourceId=resource_id, ResourceType=resource_type)
@@ -36,6 +46,7 @@ class ResourceNotFoundException(ServiceError):
 
 class ConflictException(ServiceError):
     code, http_status = "ConflictException", 409
+    members: ClassVar[dict[str, str]] = RESOURCE
 
     def __init__(self, message: str, resource_id: str, resource_type: str) -> None:
         super().__init__(message, ResourceId=resource_id, ResourceType=resource_type)
@@ -43,6 +54,7 @@ class ConflictException(ServiceError):
 
 class ServiceQuotaExceededException(ServiceError):
     code, http_status = "ServiceQuotaExceededException", 402
+    members: ClassVar[dict[str, str]] = {**RESOURCE, **QUOTA}
 
     def __init__(self, message: str, quota_code: str) -> None:
         super().__init__(message, QuotaCode=quota_code, ServiceCode="lookoutvision")
@@ -50,7 +62,23 @@ class ServiceQuotaExceededException(ServiceError):
 
 class ThrottlingException(ServiceError):
     code, http_status = "ThrottlingException", 429
+    members: ClassVar[dict[str, str]] = {**QUOTA, "RetryAfterSeconds": "RetryAfterSeconds"}
 
 
 class InternalServerException(ServiceError):
     code, http_status = "InternalServerException", 500
+    members: ClassVar[dict[str, str]] = {"RetryAfterSeconds": "RetryAfterSeconds"}
+    fault = True
+
+
+# Every error an operation may return, as the service model lists them.
+ERRORS = (
+    AccessDeniedException,
+    ConflictException,
+    InternalServerException,
+    ResourceNotFoundException,
+    ServiceQuotaExceededException,
+    ThrottlingException,
+    ValidationException,
+)
+RETRY_AFTER_HEADER = "Retry-After"  # RetryAfterSeconds travels in this header

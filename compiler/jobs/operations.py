@@ -12,7 +12,7 @@ from typing import Any
 from compiler.api.errors import (
     ConflictException,
     ResourceNotFoundException,
-    ServiceQuotaExceededException,
+    ThrottlingException,
 )
 from compiler.api.idempotency import settle
 from compiler.api.pagination import DEFAULT_PAGE_SIZE, page_response
@@ -26,6 +26,7 @@ from compiler.settings import Settings
 
 PACKAGING_METHOD = "Greengrass"
 CREATED_MESSAGE = "Job created; waiting for a packaging worker."
+QUEUE_FULL_RETRY_SECONDS = 60  # a job takes minutes: a client (boto3 retries throttling itself) waits this long
 
 
 def component_version_arn(settings: Settings, name: str, version: str) -> str:
@@ -86,11 +87,13 @@ class PackagingJobs:
                 )
             active = self.store.active_count(conn)
             if active >= self.settings.max_queued_jobs:
-                raise ServiceQuotaExceededException(
+                raise ThrottlingException(
                     f"{active} model packaging jobs are already queued or running (limit "
                     f"{self.settings.max_queued_jobs}). Wait for some to finish, or raise "
                     "LOOKOUT_EDGE_MAX_QUEUED_JOBS.",
-                    "model-packaging-jobs-in-progress",
+                    QuotaCode="model-packaging-jobs-in-progress",
+                    ServiceCode="lookoutvision",
+                    RetryAfterSeconds=QUEUE_FULL_RETRY_SECONDS,
                 )
             job = NewJob(
                 project=ProjectName,

@@ -16,7 +16,7 @@ import pytest
 from compiler.api.errors import (
     ConflictException,
     ResourceNotFoundException,
-    ServiceQuotaExceededException,
+    ThrottlingException,
     ValidationException,
 )
 from compiler.api.validation import check_response
@@ -146,14 +146,18 @@ def test_unknown_project_and_version(queue_only, classifier_file) -> None:
         queue_only.call("DescribeModelPackagingJob", {"ProjectName": "p", "JobName": "nope"})
 
 
-def test_full_queue_is_a_service_quota_error(tmp_path, classifier_file) -> None:
+def test_a_full_queue_throttles_with_a_retry_time(tmp_path, classifier_file) -> None:
     service = make_service(tmp_path / "data", max_workers=0, max_queued_jobs=2)
     _project_with_model(service, classifier_file)
     _start(service, Configuration=_configuration("1.0.0"))
     _start(service, Configuration=_configuration("1.0.1"))
-    with pytest.raises(ServiceQuotaExceededException) as error:
+    with pytest.raises(ThrottlingException) as error:
         _start(service, Configuration=_configuration("1.0.2"))
-    assert error.value.fields == {"QuotaCode": "model-packaging-jobs-in-progress", "ServiceCode": "lookoutvision"}
+    assert error.value.fields == {
+        "QuotaCode": "model-packaging-jobs-in-progress",
+        "ServiceCode": "lookoutvision",
+        "RetryAfterSeconds": 60,
+    }
     assert service.db.query("SELECT COUNT(*) FROM components")[0][0] == 2  # the refused job reserved nothing
 
 

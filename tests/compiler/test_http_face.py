@@ -1,0 +1,238 @@
+"""`lookout-edge serve` driven by the real boto3 (current release, with the model `lookout-edge service-model`
+writes on AWS_DATA_PATH), over loopback HTTP: every operation, the paginators, each modeled error as its own
+exception class, SigV4 checks, limits and a graceful stop that keeps queued jobs."""
+
+from __future__ import annotations
+
+import configparser
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import boto3
+import onnx
+import pytest
+from botocore import UNSIGNED
+from botocore.config import Config
+
+from compiler.api.api_model import OPERATIONS
+from compiler.api.service_model import service_model, write_service_model
+from tests.models import classifier
+
+REGION = "us-east-1"
+KEY, SECRET = "AKIDLOOKOUTEDGETEST", "test-secret-key"
+CONFIGURATION = {
+    "Greengrass": {
+        "TargetPlatform": {"Os": "LINUX", "Arch": "X86_64"},
+        "S3OutputLocation": {"Bucket": "my-bucket", "Prefix": "models/"},
+        "ComponentName": "com.example.Http",
+    }
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def serving(data_dir: Path, *extra: str) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A `lookout-edge serve` process on a free loopback port, queueing jobs without running them."""
+    port = _free_port()
+    env = {**os.environ, "LOOKOUT_EDGE_MAX_WORKERS": "0", "LOOKOUT_EDGE_MAX_QUEUED_JOBS": "3"}
+    process = subprocess.Popen(
+        ["lookout-edge", "--data-dir", str(data_dir), "serve", "--port", str(port), *extra],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert process.poll() is None and time.time() < deadline, process.stdout.read()
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}", process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            process.wait(30)
+
+
+@pytest.fixture(scope="module")
+def data_path(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("aws-data")
+    write_service_model(path)
+    return path
+
+
+def _client(data_path: Path, url: str, secret: str = SECRET, **config):
+    previous = os.environ.get("AWS_DATA_PATH")
+    os.environ["AWS_DATA_PATH"] = str(data_path)
+    try:
+        session = boto3.session.Session(aws_access_key_id=KEY, aws_secret_access_key=secret, region_name=REGION)
+        retries = {"mode": "standard", "total_max_attempts": 1}  # a throttled call is answered, not retried
+        return session.client("lookoutvision", endpoint_url=url, config=Config(retries=retries, **config))
+    finally:
+        if previous is None:
+            del os.environ["AWS_DATA_PATH"]
+        else:
+            os.environ["AWS_DATA_PATH"] = previous
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with serving(tmp_path_factory.mktemp("serve")) as (url, process):
+        yield url, process
+
+
+def test_every_operation_through_boto3(server, data_path, tmp_path) -> None:
+    url, _ = server
+    client = _client(data_path, url)
+    model_file = tmp_path / "classifier.onnx"
+    onnx.save(classifier(), model_file)
+    project = client.create_project(ProjectName="boards")["ProjectMetadata"]
+    assert project["ProjectArn"].endswith(":project/boards") and project["CreationTimestamp"].year >= 2026
+    assert client.describe_project(ProjectName="boards")["ProjectDescription"]["ProjectName"] == "boards"
+    assert "boards" in [p["ProjectName"] for p in client.list_projects()["Projects"]]
+    created = client.create_model(ProjectName="boards", ModelFile=str(model_file))
+    assert created["ResponseMetadata"]["HTTPStatusCode"] == 202 and created["ModelMetadata"]["ModelVersion"] == "1"
+    assert client.describe_model(ProjectName="boards", ModelVersion="1")["ModelDescription"]["Status"] == "TRAINED"
+    assert [m["ModelVersion"] for m in client.list_models(ProjectName="boards")["Models"]] == ["1"]
+    names = []
+    for version in ("1.0.0", "1.0.1", "1.0.2"):
+        configuration = {"Greengrass": {**CONFIGURATION["Greengrass"], "ComponentVersion": version}}
+        job = client.start_model_packaging_job(ProjectName="boards", ModelVersion="1", Configuration=configuration)
+        names.append(job["JobName"])
+    described = client.describe_model_packaging_job(ProjectName="boards", JobName=names[0])
+    description = described["ModelPackagingDescription"]
+    assert description["Status"] == "CREATED" and description["ModelPackagingConfiguration"] == {
+        "Greengrass": {**CONFIGURATION["Greengrass"], "ComponentVersion": "1.0.0"}
+    }
+    pages = client.get_paginator("list_model_packaging_jobs").paginate(
+        ProjectName="boards", PaginationConfig={"PageSize": 1}
+    )
+    listed = [job["JobName"] for page in pages for job in page["ModelPackagingJobs"]]
+    assert sorted(listed) == sorted(names) and len(listed) == 3  # three pages of one, nothing lost or repeated
+    client.create_model(ProjectName="boards", ModelFile=str(model_file))
+    assert client.delete_model(ProjectName="boards", ModelVersion="2")["ResponseMetadata"]["HTTPStatusCode"] == 202
+    client.create_project(ProjectName="empty")
+    assert client.delete_project(ProjectName="empty")["ProjectArn"].endswith(":project/empty")
+
+
+def test_each_modeled_error_is_its_own_exception_class(server, data_path, tmp_path) -> None:
+    url, _ = server
+    client = _client(data_path, url)
+    client.create_project(ProjectName="errors")
+    with pytest.raises(client.exceptions.ConflictException) as conflict:
+        client.create_project(ProjectName="errors")
+    assert (conflict.value.response["ResourceId"], conflict.value.response["ResourceType"]) == ("errors", "PROJECT")
+    with pytest.raises(client.exceptions.ResourceNotFoundException) as missing:
+        client.describe_model_packaging_job(ProjectName="errors", JobName="nope")
+    assert missing.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    with pytest.raises(client.exceptions.ValidationException, match="failed to satisfy constraint"):
+        client.create_project(ProjectName="x" * 300)  # botocore checks no maximum length: the service does
+    model_file = tmp_path / "classifier.onnx"
+    onnx.save(classifier(), model_file)
+    client.create_model(ProjectName="errors", ModelFile=str(model_file))
+    with pytest.raises(client.exceptions.ThrottlingException) as throttled:
+        for version in range(4):  # the server queues at most 3 jobs (the other test may hold some)
+            configuration = {"Greengrass": {**CONFIGURATION["Greengrass"], "ComponentName": f"com.example.E{version}"}}
+            client.start_model_packaging_job(ProjectName="errors", ModelVersion="1", Configuration=configuration)
+    response = throttled.value.response
+    assert response["ResponseMetadata"]["HTTPStatusCode"] == 429
+    assert response["ResponseMetadata"]["HTTPHeaders"]["retry-after"] == "60"
+
+
+def test_signatures_are_checked_when_credentials_are_configured(data_path, tmp_path) -> None:
+    credentials = tmp_path / "credentials"
+    profile = configparser.ConfigParser()
+    profile["factory"] = {"aws_access_key_id": KEY, "aws_secret_access_key": SECRET}
+    with credentials.open("w") as out:
+        profile.write(out)
+    with serving(tmp_path / "data", "--credentials", str(credentials)) as (url, _):
+        assert _client(data_path, url).list_projects()["Projects"] == []
+        for client in (
+            _client(data_path, url, secret="not-the-secret"),
+            _client(data_path, url, signature_version=UNSIGNED),
+        ):
+            with pytest.raises(client.exceptions.AccessDeniedException, match="signature is not valid"):
+                client.list_projects()
+
+
+def test_a_public_address_needs_credentials(tmp_path) -> None:
+    done = subprocess.run(
+        ["lookout-edge", "--data-dir", str(tmp_path), "serve", "--host", "0.0.0.0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 252 and "give --credentials" in done.stderr
+
+
+def test_oversized_and_malformed_requests_are_refused(server) -> None:
+    url, _ = server
+    connection = http.client.HTTPConnection(url.removeprefix("http://"), timeout=30)
+    for body, words in ((b"{" + b" " * (2 << 20) + b"}", "at most 1048576"), (b"[1, 2]", "must be a JSON object")):
+        connection.request("POST", "/2020-11-20/projects", body=body, headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        assert response.status == 400 and response.getheader("x-amzn-ErrorType") == "ValidationException"
+        assert words in response.read().decode()
+    connection.close()
+
+
+def test_sigterm_stops_gracefully_and_queued_jobs_survive(data_path, tmp_path) -> None:
+    model_file = tmp_path / "classifier.onnx"
+    onnx.save(classifier(), model_file)
+    with serving(tmp_path / "data") as (url, process):
+        client = _client(data_path, url)
+        client.create_project(ProjectName="kept")
+        client.create_model(ProjectName="kept", ModelFile=str(model_file))
+        job = client.start_model_packaging_job(ProjectName="kept", ModelVersion="1", Configuration=CONFIGURATION)
+        process.send_signal(signal.SIGTERM)
+        # uvicorn finishes the requests in flight and shuts down, then re-raises the signal (so exit status -15)
+        assert process.wait(30) == -signal.SIGTERM
+        assert "Finished server process" in process.stdout.read()
+    with serving(tmp_path / "data") as (url, _):
+        described = _client(data_path, url).describe_model_packaging_job(ProjectName="kept", JobName=job["JobName"])
+        assert described["ModelPackagingDescription"]["Status"] == "CREATED"
+
+
+def test_the_packaging_operations_bind_as_lookout_for_visions_did() -> None:
+    """The REST binding of specs/lookout-for-vision-edge.md §2.1/2.2, as botocore's lookoutvision model had it."""
+    model = service_model()
+    operations, shapes = model["operations"], model["shapes"]
+    assert model["metadata"]["protocol"] == "rest-json" and model["metadata"]["signingName"] == "lookoutvision"
+    assert operations["StartModelPackagingJob"]["http"] == {
+        "method": "POST",
+        "requestUri": "/2020-11-20/projects/{projectName}/modelpackagingjobs",
+    }
+    assert operations["DescribeModelPackagingJob"]["http"]["requestUri"].endswith("modelpackagingjobs/{jobName}")
+    start = shapes["StartModelPackagingJobRequest"]
+    assert start["required"] == ["ProjectName", "ModelVersion", "Configuration"]
+    assert start["members"]["ClientToken"] == {
+        "shape": "ClientToken",
+        "location": "header",
+        "locationName": "X-Amzn-Client-Token",
+        "idempotencyToken": True,
+    }
+    assert start["members"]["ProjectName"]["location"] == "uri"
+    listing = shapes["ListModelPackagingJobsRequest"]["members"]
+    assert (listing["MaxResults"]["locationName"], listing["NextToken"]["locationName"]) == ("maxResults", "nextToken")
+    assert shapes["GreengrassConfiguration"]["required"] == ["S3OutputLocation", "ComponentName"]
+    assert shapes["ComponentVersion"]["pattern"] == r"^([0-9]{1,6})\.([0-9]{1,6})\.([0-9]{1,6})$"
+    assert shapes["PageSize"] == {"type": "integer", "min": 1, "max": 100}
+    assert shapes["ConflictException"]["required"] == ["Message", "ResourceId", "ResourceType"]
+    assert shapes["ThrottlingException"]["members"]["RetryAfterSeconds"]["locationName"] == "Retry-After"
+    assert set(operations) == {name for name, spec in OPERATIONS.items() if "http" in spec}
