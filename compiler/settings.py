@@ -13,6 +13,8 @@ MAX_WORKERS_ENV = "LOOKOUT_EDGE_MAX_WORKERS"
 MAX_QUEUED_ENV = "LOOKOUT_EDGE_MAX_QUEUED_JOBS"
 TUNING_TRIALS_ENV = "LOOKOUT_EDGE_TUNING_TRIALS"
 SHIPPED_RECORDS_ENV = "LOOKOUT_EDGE_SHIPPED_TUNING_RECORDS"
+OUTPUT_ENV = "LOOKOUT_EDGE_OUTPUT"
+OUTPUT_STORES = ("local", "s3")  # local: the embedded store under the data dir; s3: real S3 (AWS's config)
 DEFAULT_REGION = "us-east-1"
 DEFAULT_ACCOUNT = "000000000000"  # local installs have no AWS account; twelve zeros keep ARNs well-formed
 
@@ -28,6 +30,7 @@ class Settings:
     max_queued_jobs: int = 16  # CREATED + RUNNING jobs across all projects
     default_tuning_trials: int = 0  # when CompilerOptions has no tuning-trials: stored records only, no search
     shipped_records: bool = True  # also apply the tuning records shipped in compiler/build/tuning_records/
+    output: str = "local"  # where S3OutputLocation goes: OUTPUT_STORES
 
     @classmethod
     def from_env(cls, data_dir: str | Path | None = None) -> Settings:
@@ -40,6 +43,7 @@ class Settings:
             max_queued_jobs=int(os.environ.get(MAX_QUEUED_ENV, "16")),
             default_tuning_trials=int(os.environ.get(TUNING_TRIALS_ENV, "0")),
             shipped_records=os.environ.get(SHIPPED_RECORDS_ENV, "1") != "0",
+            output=os.environ.get(OUTPUT_ENV, "local"),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -52,6 +56,7 @@ class Settings:
             MAX_QUEUED_ENV: str(self.max_queued_jobs),
             TUNING_TRIALS_ENV: str(self.default_tuning_trials),
             SHIPPED_RECORDS_ENV: "1" if self.shipped_records else "0",
+            OUTPUT_ENV: self.output,
         }
 
     @property

@@ -12,7 +12,7 @@ from compiler.api.api_model import OPERATIONS, split_camel
 from compiler.api.validation import check_request
 from compiler.database import Database
 from compiler.greengrass.catalog import ComponentCatalog
-from compiler.greengrass.output_store import LocalFolderStore
+from compiler.greengrass.output_store import open_output_store
 from compiler.jobs.operations import PackagingJobs
 from compiler.jobs.worker_pool import WorkerPool
 from compiler.models.registry import Registry
@@ -30,10 +30,10 @@ class Service:
     def __init__(self, settings: Settings, recover: bool = True) -> None:
         self.settings = settings
         self.db = Database(settings.database_path)
-        self.output_store = LocalFolderStore(settings.buckets_dir)
+        self.output_store = open_output_store(settings)
         self.workers = WorkerPool(settings)
         self.registry = Registry(settings, self.db)
-        self.jobs = PackagingJobs(settings, self.db, self.registry, self.workers)
+        self.jobs = PackagingJobs(settings, self.db, self.registry, self.workers, self.output_store)
         self.catalog = ComponentCatalog(self.db, self.output_store)
         # Each part names the operations it serves; together they must be exactly the API model's.
         self._handlers: dict[str, Callable[..., dict[str, Any]]] = {

@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Protocol
 
+from compiler.settings import OUTPUT_ENV, OUTPUT_STORES, Settings
+
 
 def object_key(prefix: str | None, *parts: str) -> str:
     """Join an S3 prefix ("models/" or "models" or "") and path parts into a key."""
@@ -34,6 +36,8 @@ def s3_uri(bucket: str, key: str) -> str:
 class OutputStore(Protocol):
     """The storage a packaging job writes to and `export-component` reads from."""
 
+    def check_bucket(self, bucket: str) -> None: ...
+
     def put_file(self, bucket: str, key: str, source: Path) -> str: ...
 
     def get_file(self, bucket: str, key: str, destination: Path) -> Path: ...
@@ -44,6 +48,9 @@ class LocalFolderStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+
+    def check_bucket(self, bucket: str) -> None:
+        """Every bucket name the API model accepts is a folder here."""
 
     def _path(self, bucket: str, key: str) -> Path:
         path = (self.root / bucket / key).resolve()
@@ -66,3 +73,14 @@ class LocalFolderStore:
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, destination)
         return destination
+
+
+def open_output_store(settings: Settings) -> OutputStore:
+    """The store `settings.output` names: the embedded folder store, or real S3 (compiler/greengrass/s3_store.py)."""
+    if settings.output == "local":
+        return LocalFolderStore(settings.buckets_dir)
+    if settings.output == "s3":
+        from compiler.greengrass.s3_store import S3Store
+
+        return S3Store(settings.region)
+    raise ValueError(f"{OUTPUT_ENV}={settings.output!r}: the output store is one of {', '.join(OUTPUT_STORES)}")

@@ -18,6 +18,7 @@ from compiler.api.idempotency import settle
 from compiler.api.pagination import DEFAULT_PAGE_SIZE, page_response
 from compiler.api.timestamps import to_datetime
 from compiler.database import Database
+from compiler.greengrass.output_store import OutputStore
 from compiler.jobs.plan import plan_job
 from compiler.jobs.store import JobStep, JobStore, NewJob
 from compiler.jobs.worker_pool import WorkerPool
@@ -48,8 +49,11 @@ class PackagingJobs:
 
     OPERATIONS = ("StartModelPackagingJob", "DescribeModelPackagingJob", "ListModelPackagingJobs")
 
-    def __init__(self, settings: Settings, db: Database, registry: Registry, workers: WorkerPool) -> None:
+    def __init__(
+        self, settings: Settings, db: Database, registry: Registry, workers: WorkerPool, output_store: OutputStore
+    ) -> None:
         self.settings = settings
+        self.output_store = output_store
         self.db = db
         self.registry = registry
         self.workers = workers
@@ -66,6 +70,7 @@ class PackagingJobs:
     ) -> dict[str, Any]:
         greengrass = Configuration["Greengrass"]
         plan = plan_job(greengrass, self.settings)  # every rule is checked now, before the job exists
+        self.output_store.check_bucket(plan.bucket)
         job_name = JobName or str(uuid.uuid4())
         with self.db.transaction() as conn:
             version = self.registry.resolve_version(conn, ProjectName, ModelVersion)

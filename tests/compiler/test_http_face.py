@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import configparser
 import http.client
+import json
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -169,6 +171,21 @@ def test_signatures_are_checked_when_credentials_are_configured(data_path, tmp_p
         ):
             with pytest.raises(client.exceptions.AccessDeniedException, match="signature is not valid"):
                 client.list_projects()
+
+
+def test_the_aws_cli_works_unchanged(server, data_path) -> None:
+    url, _ = server
+    env = {**os.environ, "AWS_DATA_PATH": str(data_path), "AWS_ACCESS_KEY_ID": KEY,
+           "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_DEFAULT_REGION": REGION}  # fmt: skip
+    aws = [sys.executable, "-m", "awscli", "lookoutvision", "--endpoint-url", url, "--output", "json"]
+    created = subprocess.run([*aws, "create-project", "--project-name", "cli"], env=env, capture_output=True,
+                             text=True, timeout=120)  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    assert json.loads(created.stdout)["ProjectMetadata"]["ProjectName"] == "cli"
+    missing = subprocess.run([*aws, "describe-project", "--project-name", "absent"], env=env, capture_output=True,
+                             text=True, timeout=120)  # fmt: skip
+    # the aws CLI v1 exits 255 on a service error (v2: 254)
+    assert missing.returncode in (254, 255) and "(ResourceNotFoundException)" in missing.stderr
 
 
 def test_a_public_address_needs_credentials(tmp_path) -> None:
