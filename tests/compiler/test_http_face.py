@@ -9,10 +9,8 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +23,7 @@ from botocore.config import Config
 
 from compiler.api.api_model import OPERATIONS
 from compiler.api.service_model import service_model, write_service_model
+from tests.loopback import free_port, wait_until_listening
 from tests.models import classifier
 
 REGION = "us-east-1"
@@ -38,33 +37,22 @@ CONFIGURATION = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @contextmanager
 def serving(data_dir: Path, *extra: str) -> Iterator[tuple[str, subprocess.Popen]]:
-    """A `lookout-edge serve` process on a free loopback port, queueing jobs without running them."""
-    port = _free_port()
+    """A `lookout-edge serve` process on a free loopback port, queueing jobs without running them; its output
+    (the access log) goes to `serve.log` beside `data_dir`."""
+    port = free_port()
     env = {**os.environ, "LOOKOUT_EDGE_MAX_WORKERS": "0", "LOOKOUT_EDGE_MAX_QUEUED_JOBS": "3"}
-    process = subprocess.Popen(
-        ["lookout-edge", "--data-dir", str(data_dir), "serve", "--port", str(port), *extra],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with (data_dir.parent / "serve.log").open("ab") as log:
+        process = subprocess.Popen(
+            ["lookout-edge", "--data-dir", str(data_dir), "serve", "--port", str(port), *extra],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
-        deadline = time.time() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert process.poll() is None and time.time() < deadline, process.stdout.read()
-                time.sleep(0.1)
+        wait_until_listening(port, process)
         yield f"http://127.0.0.1:{port}", process
     finally:
         if process.poll() is None:
@@ -188,6 +176,18 @@ def test_the_aws_cli_works_unchanged(server, data_path) -> None:
     assert missing.returncode in (254, 255) and "(ResourceNotFoundException)" in missing.stderr
 
 
+def test_https_with_a_given_certificate(data_path, tmp_path, monkeypatch) -> None:
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    with serving(tmp_path / "data", "--tls-cert", str(cert), "--tls-key", str(key)) as (url, _):
+        monkeypatch.setenv("AWS_CA_BUNDLE", str(cert))  # the client trusts exactly this certificate
+        assert _client(data_path, url.replace("http://", "https://")).list_projects()["Projects"] == []
+
+
 def test_a_public_address_needs_credentials(tmp_path) -> None:
     done = subprocess.run(
         ["lookout-edge", "--data-dir", str(tmp_path), "serve", "--host", "0.0.0.0"],
@@ -220,7 +220,7 @@ def test_sigterm_stops_gracefully_and_queued_jobs_survive(data_path, tmp_path) -
         process.send_signal(signal.SIGTERM)
         # uvicorn finishes the requests in flight and shuts down, then re-raises the signal (so exit status -15)
         assert process.wait(30) == -signal.SIGTERM
-        assert "Finished server process" in process.stdout.read()
+        assert "Finished server process" in (tmp_path / "serve.log").read_text()
     with serving(tmp_path / "data") as (url, _):
         described = _client(data_path, url).describe_model_packaging_job(ProjectName="kept", JobName=job["JobName"])
         assert described["ModelPackagingDescription"]["Status"] == "CREATED"

@@ -8,10 +8,8 @@ import base64
 import hashlib
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 
 import boto3
 import pytest
@@ -19,29 +17,21 @@ import pytest
 from compiler.api.errors import ValidationException
 from compiler.greengrass.s3_store import MULTIPART_BYTES, S3Store
 from tests.conftest import X86_CONFIGURATION, make_service, stop_workers, wait_for_job
+from tests.loopback import free_port, wait_until_listening
 
 REGION = "us-east-1"
 
 
 @pytest.fixture(scope="module")
 def s3_endpoint():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.time() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert server.poll() is None and time.time() < deadline, "moto's server did not start"
-                time.sleep(0.2)
+        wait_until_listening(port, server)
         yield f"http://127.0.0.1:{port}"
     finally:
         server.terminate()

@@ -1,0 +1,27 @@
+"""Servers the tests start on loopback: a free port, and waiting until the server accepts connections."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_listening(port: int, process: subprocess.Popen, timeout: float = 30.0) -> None:
+    """Return once 127.0.0.1:`port` accepts a connection; fail if `process` exits or `timeout` passes first."""
+    deadline = time.time() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            output = process.stdout.read() if process.poll() is not None and process.stdout else ""
+            assert process.poll() is None, f"the server exited ({process.returncode}): {output}"
+            assert time.time() < deadline, f"nothing listens on 127.0.0.1:{port} after {timeout:.0f} s"
+            time.sleep(0.1)
