@@ -12,7 +12,7 @@ import datetime as dt
 import ipaddress
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from starlette.applications import Starlette
@@ -109,17 +109,29 @@ def _signed_url(request: Request) -> str:
     return f"{request.url.scheme}://{request.headers.get('host', '')}{path}" + (f"?{query}" if query else "")
 
 
-def _endpoint(service: Service, operation: str, credentials: Mapping[str, str] | None):
+async def _read_body(request: Request) -> bytes:
+    """The body, refused (not read on) once it passes MAX_REQUEST_BYTES, whether its length is declared or not."""
+    too_big = ValidationException(f"The request body is too large: at most {MAX_REQUEST_BYTES} bytes")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_REQUEST_BYTES:
+        raise too_big
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_REQUEST_BYTES:
+            raise too_big
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _endpoint(
+    service: Service, operation: str, credentials: Mapping[str, str] | None
+) -> Callable[[Request], Awaitable[Response]]:
     code = OPERATIONS[operation]["http"]["code"]
 
     async def handle(request: Request) -> Response:
         try:
-            declared = int(request.headers.get("content-length") or 0)
-            if declared > MAX_REQUEST_BYTES:
-                raise ValidationException(f"The request body is {declared} bytes; at most {MAX_REQUEST_BYTES}")
-            body = await request.body()
-            if len(body) > MAX_REQUEST_BYTES:
-                raise ValidationException(f"The request body is over {MAX_REQUEST_BYTES} bytes")
+            body = await _read_body(request)
             if credentials is not None:
                 check_signature(request.method, _signed_url(request), request.headers, body, credentials, SERVICE_NAME)
             params = request_params(operation, request, body)

@@ -200,13 +200,20 @@ def test_a_public_address_needs_credentials(tmp_path) -> None:
 
 def test_oversized_and_malformed_requests_are_refused(server) -> None:
     url, _ = server
-    connection = http.client.HTTPConnection(url.removeprefix("http://"), timeout=30)
-    for body, words in ((b"{" + b" " * (2 << 20) + b"}", "at most 1048576"), (b"[1, 2]", "must be a JSON object")):
-        connection.request("POST", "/2020-11-20/projects", body=body, headers={"Content-Type": "application/json"})
+    big = b"{" + b" " * (2 << 20) + b"}"
+    cases = [
+        (big, {}, "at most 1048576"),  # declared too large
+        (iter([big[i : i + 65536] for i in range(0, len(big), 65536)]), {"encode_chunked": True}, "at most 1048576"),
+        (b"[1, 2]", {}, "must be a JSON object"),
+    ]
+    for body, how, words in cases:
+        connection = http.client.HTTPConnection(url.removeprefix("http://"), timeout=30)
+        headers = {"Content-Type": "application/json"}
+        connection.request("POST", "/2020-11-20/projects", body=body, headers=headers, **how)
         response = connection.getresponse()
         assert response.status == 400 and response.getheader("x-amzn-ErrorType") == "ValidationException"
         assert words in response.read().decode()
-    connection.close()
+        connection.close()
 
 
 def test_sigterm_stops_gracefully_and_queued_jobs_survive(data_path, tmp_path) -> None:
