@@ -15,6 +15,8 @@ TUNING_TRIALS_ENV = "LOOKOUT_EDGE_TUNING_TRIALS"
 SHIPPED_RECORDS_ENV = "LOOKOUT_EDGE_SHIPPED_TUNING_RECORDS"
 OUTPUT_ENV = "LOOKOUT_EDGE_OUTPUT"
 OUTPUT_STORES = ("local", "s3")  # local: the embedded store under the data dir; s3: real S3 (AWS's config)
+GREENGRASS_ENV = "LOOKOUT_EDGE_GREENGRASS"
+GREENGRASS_MODES = ("local", "cloud")  # local: the component catalog only; cloud: also Greengrass V2's
 DEFAULT_REGION = "us-east-1"
 DEFAULT_ACCOUNT = "000000000000"  # local installs have no AWS account; twelve zeros keep ARNs well-formed
 
@@ -31,6 +33,7 @@ class Settings:
     default_tuning_trials: int = 0  # when CompilerOptions has no tuning-trials: stored records only, no search
     shipped_records: bool = True  # also apply the tuning records shipped in compiler/build/tuning_records/
     output: str = "local"  # where S3OutputLocation goes: OUTPUT_STORES
+    greengrass: str = "local"  # where packaged components are registered: GREENGRASS_MODES
 
     @classmethod
     def from_env(cls, data_dir: str | Path | None = None) -> Settings:
@@ -44,6 +47,7 @@ class Settings:
             default_tuning_trials=int(os.environ.get(TUNING_TRIALS_ENV, "0")),
             shipped_records=os.environ.get(SHIPPED_RECORDS_ENV, "1") != "0",
             output=os.environ.get(OUTPUT_ENV, "local"),
+            greengrass=os.environ.get(GREENGRASS_ENV, "local"),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -57,6 +61,7 @@ class Settings:
             TUNING_TRIALS_ENV: str(self.default_tuning_trials),
             SHIPPED_RECORDS_ENV: "1" if self.shipped_records else "0",
             OUTPUT_ENV: self.output,
+            GREENGRASS_ENV: self.greengrass,
         }
 
     @property

@@ -18,6 +18,7 @@ from compiler.build import parity
 from compiler.build.tvm_build import missing_tools, pin_input_shape, tvm_version
 from compiler.greengrass.bundle_writer import BUNDLE_ARCHIVE, write_golden, write_manifest, zip_bundle
 from compiler.greengrass.catalog import ComponentCatalog
+from compiler.greengrass.cloud_registration import GreengrassCloud, RegistrationError
 from compiler.greengrass.output_store import OutputStore, object_key, s3_uri
 from compiler.greengrass.recipe import artifact_digest, build_recipe, recipe_file_stem, write_recipes
 from compiler.greengrass.recipe_rules import recipe_problems
@@ -43,14 +44,15 @@ class PackagingResult:
 
 @dataclass(frozen=True)
 class JobContext:
-    """What the pipeline works with: the job store, the model registry, the component catalog, the output store
-    and the service's settings."""
+    """What the pipeline works with: the job store, the model registry, the component catalog, the output store,
+    the service's settings and, when components are registered there too, Greengrass V2 in the cloud."""
 
     store: JobStore
     registry: Registry
     catalog: ComponentCatalog
     output_store: OutputStore
     settings: Settings
+    cloud: GreengrassCloud | None = None
 
 
 @dataclass(frozen=True)
@@ -123,9 +125,9 @@ def _write_bundle(
     return zip_bundle(job.bundle_dir, job.work / BUNDLE_ARCHIVE)
 
 
-def _publish(context: JobContext, job: _Job, archive: Path) -> dict[str, str]:
+def _publish(context: JobContext, job: _Job, archive: Path) -> tuple[dict[str, str], dict[str, Any]]:
     """The recipe (checked against the nucleus' rules) and the artifacts in the output location; returns
-    the object keys by kind (artifact, yaml, json)."""
+    the object keys by kind (artifact, yaml, json) and the recipe."""
     name, version, plan = job.component_name, job.component_version, job.plan
     keys = {"artifact": object_key(plan.prefix, name, version, BUNDLE_ARCHIVE)}
     model_version = job.model_version
@@ -154,15 +156,22 @@ def _publish(context: JobContext, job: _Job, archive: Path) -> dict[str, str]:
             context.output_store.put_file(plan.bucket, keys[fmt], path)
     except OSError as exc:
         raise PackagingFailure(f"Could not write to the output location s3://{plan.bucket}/: {exc}") from exc
-    return keys
+    return keys, recipe
 
 
-def _register(context: JobContext, job: _Job, keys: dict[str, str]) -> dict[str, Any]:
-    """The component version becomes deployable; returns ModelPackagingOutputDetails."""
+def _register(context: JobContext, job: _Job, keys: dict[str, str], recipe: dict[str, Any]) -> dict[str, Any]:
+    """The component version becomes deployable (in Greengrass V2 too, when configured); returns
+    ModelPackagingOutputDetails."""
     name, version = job.component_name, job.component_version
     context.store.progress(job.seq, f"Registering component {name} version {version}.")
-    context.catalog.mark_deployable(name, version, {fmt: keys[fmt] for fmt in ("yaml", "json")}, [keys["artifact"]])
     arn = component_version_arn(context.settings, name, version)
+    if context.cloud is not None:
+        tags = {tag["Key"]: tag["Value"] for tag in job.greengrass.get("Tags", [])}
+        try:
+            arn = context.cloud.register(recipe, tags, partial(context.store.progress, job.seq))
+        except RegistrationError as exc:
+            raise PackagingFailure(str(exc)) from exc
+    context.catalog.mark_deployable(name, version, {fmt: keys[fmt] for fmt in ("yaml", "json")}, [keys["artifact"]])
     return {"Greengrass": {"ComponentVersionArn": arn, "ComponentName": name, "ComponentVersion": version}}
 
 
@@ -181,6 +190,6 @@ def run_pipeline(context: JobContext, seq: int) -> PackagingResult:
         progress = partial(context.store.progress, seq)
         golden = (tensor, reference)
         built = build_engines(progress, context.settings.data_dir, plan, job.spec, model, job.bundle_dir, golden)
-        keys = _publish(context, job, _write_bundle(context, job, tensor, reference, built))
-    output = _register(context, job, keys)
+        keys, recipe = _publish(context, job, _write_bundle(context, job, tensor, reference, built))
+    output = _register(context, job, keys, recipe)
     return PackagingResult(output, built.tuning.describe() + built.tuning.untuned_warning(plan.target))

@@ -10,6 +10,7 @@ import logging
 import traceback
 
 from compiler.api.service import Service
+from compiler.greengrass.cloud_registration import open_greengrass_cloud
 from compiler.jobs.failures import PackagingFailure
 from compiler.jobs.operations import pid_is_worker
 from compiler.jobs.pipeline import JobContext, run_pipeline
@@ -23,7 +24,9 @@ log = logging.getLogger("lookout_edge.worker")
 def drain_queue(service: Service) -> int:
     """Run queued jobs until none is left; returns how many ran."""
     store, ran = service.jobs.store, 0
-    context = JobContext(store, service.registry, service.catalog, service.output_store, service.settings)
+    settings = service.settings
+    cloud = open_greengrass_cloud(settings)
+    context = JobContext(store, service.registry, service.catalog, service.output_store, settings, cloud)
     while (seq := store.claim_next()) is not None:
         ran += 1
         try:

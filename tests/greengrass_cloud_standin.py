@@ -1,0 +1,90 @@
+"""A stand-in for the Greengrass V2 cloud API, as boto3's greengrassv2 client speaks it (rest-json): the
+component-version calls a packaging job makes. A version is REQUESTED when created and DEPLOYABLE when next
+described; a recipe whose artifact URI contains "unreachable" goes FAILED with the artifact error Greengrass
+reports. moto has no greengrassv2, hence this; it serves on loopback in a thread of the test process.
+
+    with GreengrassCloudStandin(region, account) as cloud:  # cloud.endpoint, cloud.components
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from tests.loopback import free_port
+
+
+class GreengrassCloudStandin:
+    def __init__(self, region: str, account: str) -> None:
+        self.region, self.account = region, account
+        self.components: dict[str, dict[str, Any]] = {}  # arn → {"recipe", "tags", "state", "errors"}
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        app = Starlette(
+            routes=[
+                Route("/greengrass/v2/createComponentVersion", self._create, methods=["POST"]),
+                Route("/greengrass/v2/components/{arn:path}/metadata", self._describe, methods=["GET"]),
+            ]
+        )
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    def __enter__(self) -> GreengrassCloudStandin:
+        self._thread.start()
+        deadline = time.time() + 30
+        while not self._server.started:
+            assert time.time() < deadline, "the Greengrass stand-in did not start"
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(30)
+
+    def arn(self, name: str, version: str) -> str:
+        return f"arn:aws:greengrass:{self.region}:{self.account}:components:{name}:versions:{version}"
+
+    def _error(self, code: str, status: int, message: str, **members: str) -> JSONResponse:
+        return JSONResponse({"message": message, **members}, status, headers={"x-amzn-ErrorType": code})
+
+    async def _create(self, request: Request) -> JSONResponse:
+        body = await request.json()
+        recipe = json.loads(base64.b64decode(body["inlineRecipe"]))
+        name, version = recipe["ComponentName"], recipe["ComponentVersion"]
+        arn = self.arn(name, version)
+        if arn in self.components:
+            return self._error("ConflictException", 409, f"Component {arn} already exists", resourceId=arn,
+                               resourceType="COMPONENT_VERSION")  # fmt: skip
+        uris = [a["URI"] for m in recipe.get("Manifests", []) for a in m.get("Artifacts", [])]
+        errors = {uri: "Access denied to the artifact" for uri in uris if "unreachable" in uri}
+        self.components[arn] = {"recipe": recipe, "tags": body.get("tags", {}), "state": "REQUESTED",
+                                "errors": errors}  # fmt: skip
+        return JSONResponse(
+            {"arn": arn, "componentName": name, "componentVersion": version, "creationTimestamp": time.time(),
+             "status": {"componentState": "REQUESTED"}},
+            201,
+        )  # fmt: skip
+
+    async def _describe(self, request: Request) -> JSONResponse:
+        arn = request.path_params["arn"]
+        component = self.components.get(arn)
+        if component is None:
+            return self._error("ResourceNotFoundException", 404, f"{arn} not found", resourceId=arn,
+                               resourceType="COMPONENT_VERSION")  # fmt: skip
+        component["state"] = "FAILED" if component["errors"] else "DEPLOYABLE"
+        status = {"componentState": component["state"], **({"errors": component["errors"],
+                  "message": "Artifacts could not be read"} if component["errors"] else {})}  # fmt: skip
+        recipe = component["recipe"]
+        return JSONResponse({"arn": arn, "componentName": recipe["ComponentName"],
+                             "componentVersion": recipe["ComponentVersion"], "status": status,
+                             "tags": component["tags"]})  # fmt: skip
