@@ -1,9 +1,10 @@
-"""A stand-in for the Greengrass V2 cloud API, as boto3's greengrassv2 client speaks it (rest-json): the
-component-version calls a packaging job makes. A version is REQUESTED when created and DEPLOYABLE when next
-described; a recipe whose artifact URI contains "unreachable" goes FAILED with the artifact error Greengrass
-reports. moto has no greengrassv2, hence this; it serves on loopback in a thread of the test process.
+"""A stand-in for the Greengrass V2 cloud API and the IoT data plane's shadows, as boto3's greengrassv2 and
+iot-data clients speak them (rest-json): the component-version calls a packaging job makes, deployments, core
+devices of thing groups, and named shadows. A version is REQUESTED when created and DEPLOYABLE when next described;
+a recipe whose artifact URI contains "unreachable" goes FAILED with the artifact error Greengrass reports. moto has
+no greengrassv2, hence this; it serves on loopback in a thread of the test process.
 
-    with GreengrassCloudStandin(region, account) as cloud:  # cloud.endpoint, cloud.components
+    with GreengrassCloudStandin(region, account) as cloud:  # cloud.endpoint, .components, .deployments, …
 """
 
 from __future__ import annotations
@@ -27,12 +28,20 @@ class GreengrassCloudStandin:
     def __init__(self, region: str, account: str) -> None:
         self.region, self.account = region, account
         self.components: dict[str, dict[str, Any]] = {}  # arn → {"recipe", "tags", "state", "errors"}
+        self.deployments: list[dict[str, Any]] = []  # CreateDeployment requests with their deploymentId, in order
+        self.groups: dict[str, list[str]] = {}  # thing-group ARN → core device thing names
+        self.shadows: dict[tuple[str, str], dict[str, Any]] = {}  # (thing, shadow name) → the shadow document
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         app = Starlette(
             routes=[
                 Route("/greengrass/v2/createComponentVersion", self._create, methods=["POST"]),
                 Route("/greengrass/v2/components/{arn:path}/metadata", self._describe, methods=["GET"]),
+                Route("/greengrass/v2/deployments", self._create_deployment, methods=["POST"]),
+                Route("/greengrass/v2/deployments", self._list_deployments, methods=["GET"]),
+                Route("/greengrass/v2/deployments/{deployment_id}", self._get_deployment, methods=["GET"]),
+                Route("/greengrass/v2/coreDevices", self._list_core_devices, methods=["GET"]),
+                Route("/things/{thing}/shadow", self._get_shadow, methods=["GET"]),
             ]
         )
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
@@ -88,3 +97,36 @@ class GreengrassCloudStandin:
         return JSONResponse({"arn": arn, "componentName": recipe["ComponentName"],
                              "componentVersion": recipe["ComponentVersion"], "status": status,
                              "tags": component["tags"]})  # fmt: skip
+
+    async def _create_deployment(self, request: Request) -> JSONResponse:
+        deployment = {**await request.json(), "deploymentId": f"deployment-{len(self.deployments) + 1}"}
+        self.deployments.append(deployment)
+        return JSONResponse({"deploymentId": deployment["deploymentId"]}, 201)
+
+    async def _list_deployments(self, request: Request) -> JSONResponse:
+        target = request.query_params.get("targetArn")
+        matching = [d for d in self.deployments if d["targetArn"] == target]
+        if request.query_params.get("historyFilter") == "LATEST_ONLY":
+            matching = matching[-1:]
+        listed = [{"deploymentId": d["deploymentId"], "targetArn": d["targetArn"]} for d in matching]
+        return JSONResponse({"deployments": listed})
+
+    async def _get_deployment(self, request: Request) -> JSONResponse:
+        found = [d for d in self.deployments if d["deploymentId"] == request.path_params["deployment_id"]]
+        if not found:
+            return self._error("ResourceNotFoundException", 404, "no such deployment", resourceId="-",
+                               resourceType="DEPLOYMENT")  # fmt: skip
+        return JSONResponse(found[0])
+
+    async def _list_core_devices(self, request: Request) -> JSONResponse:
+        names = self.groups.get(request.query_params.get("thingGroupArn", ""), [])
+        page = int(request.query_params.get("nextToken", "0"))  # two devices a page: paging is exercised
+        devices = [{"coreDeviceThingName": n, "status": "HEALTHY"} for n in names[page : page + 2]]
+        more = {"nextToken": str(page + 2)} if page + 2 < len(names) else {}
+        return JSONResponse({"coreDevices": devices, **more})
+
+    async def _get_shadow(self, request: Request) -> JSONResponse:
+        key = (request.path_params["thing"], request.query_params.get("name", ""))
+        if key not in self.shadows:
+            return self._error("ResourceNotFoundException", 404, f"No shadow exists with name: '{key[1]}'")
+        return JSONResponse(self.shadows[key])

@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 import yaml
 
-from compiler.api import local_commands, serve_command
+from compiler.api import fleet_commands, local_commands, serve_command
 from compiler.api.api_model import OPERATIONS, SHAPES, split_camel
 from compiler.api.client import Client
 from compiler.api.errors import ServiceError
@@ -166,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_operation(subparsers, operation, spec)
     local_commands.add_parsers(subparsers)
     serve_command.add_parsers(subparsers)
+    fleet_commands.add_parsers(subparsers)
     return parser
 
 
