@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 def free_port() -> int:
@@ -25,3 +28,20 @@ def wait_until_listening(port: int, process: subprocess.Popen, timeout: float = 
             assert process.poll() is None, f"the server exited ({process.returncode}): {output}"
             assert time.time() < deadline, f"nothing listens on 127.0.0.1:{port} after {timeout:.0f} s"
             time.sleep(0.1)
+
+
+@contextmanager
+def moto_s3_server() -> Iterator[str]:
+    """moto's standalone S3-compatible server on a free loopback port; yields its endpoint URL."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until_listening(port, server)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(30)

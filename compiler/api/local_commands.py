@@ -109,6 +109,29 @@ def _build_agent_component(args: argparse.Namespace) -> int:
     for artifact in built:
         print(f"{artifact.arch}: {artifact.archive} ({artifact.size_bytes / 2**20:.1f} MiB) → {artifact.uri}")
     print(f"recipe:  {recipe} (and .json)")
+    return _publish_agent_component(recipe, built) if args.publish else 0
+
+
+def _publish_agent_component(recipe_path: Path, built: list) -> int:
+    """Upload the wheelhouses to their S3 URIs and register the recipe with Greengrass V2."""
+    import yaml
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from compiler.api.errors import ValidationException
+    from compiler.greengrass.cloud_registration import RegistrationError, publish_component
+    from compiler.greengrass.s3_store import S3OutputError
+    from compiler.settings import Settings
+
+    recipe = yaml.safe_load(recipe_path.read_text())
+    try:
+        arn = publish_component(recipe, [(a.archive, a.uri) for a in built], Settings.from_env().region)
+    except ValidationException as exc:
+        print(f"build-agent-component: {exc.message}", file=sys.stderr)
+        return 1
+    except (RegistrationError, S3OutputError, BotoCoreError, ClientError) as exc:
+        print(f"build-agent-component: {exc}", file=sys.stderr)
+        return 1
+    print(f"published: {arn}")
     return 0
 
 
@@ -181,6 +204,12 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     agent.add_argument("--output", default="agent-component", help="folder for recipes/ and artifacts/")
     agent.add_argument("--bucket", default="my-bucket", help="S3 bucket named in the recipe's artifact URIs")
     agent.add_argument("--prefix", default="lookout-edge/", help="S3 key prefix for the artifacts")
+    agent.add_argument(
+        "--publish",
+        action="store_true",
+        help="also upload the artifacts to those S3 URIs and register the component with Greengrass V2 "
+        "(standard AWS configuration; the bucket must be in LOOKOUT_EDGE_REGION)",
+    )
     agent.add_argument(
         "--resolve-only",
         action="store_true",

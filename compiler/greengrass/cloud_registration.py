@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from compiler.settings import GREENGRASS_ENV, GREENGRASS_MODES, Settings
@@ -83,3 +84,21 @@ def open_greengrass_cloud(settings: Settings) -> GreengrassCloud | None:
     if settings.greengrass == "cloud":
         return GreengrassCloud(settings.region)
     raise ValueError(f"{GREENGRASS_ENV}={settings.greengrass!r}: one of {', '.join(GREENGRASS_MODES)}")
+
+
+def publish_component(
+    recipe: dict[str, Any], artifacts: list[tuple[Path, str]], region: str, progress: Callable[[str], None] = print
+) -> str:
+    """Upload each artifact file to the s3:// URI its recipe names, then register the recipe with Greengrass V2
+    (`build-agent-component --publish`); returns the component version's ARN."""
+    from compiler.greengrass.output_store import split_s3_uri
+    from compiler.greengrass.s3_store import S3Store
+
+    store = S3Store(region)
+    for bucket in sorted({split_s3_uri(uri)[0] for _, uri in artifacts}):
+        store.check_bucket(bucket)
+    for path, uri in artifacts:
+        progress(f"uploading {path.name} to {uri}")
+        store.put_file(*split_s3_uri(uri), path)
+    progress(f"registering {recipe['ComponentName']} {recipe['ComponentVersion']} with Greengrass")
+    return GreengrassCloud(region).register(recipe, {}, progress)

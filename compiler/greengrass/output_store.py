@@ -33,6 +33,12 @@ def s3_uri(bucket: str, key: str) -> str:
     return f"s3://{bucket}/{key}"
 
 
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """s3://bucket/key → (bucket, key)."""
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
 class OutputStore(Protocol):
     """The storage a packaging job writes to and `export-component` reads from."""
 

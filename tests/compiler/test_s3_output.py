@@ -8,8 +8,6 @@ import base64
 import hashlib
 import json
 import os
-import subprocess
-import sys
 
 import boto3
 import pytest
@@ -17,25 +15,15 @@ import pytest
 from compiler.api.errors import ValidationException
 from compiler.greengrass.s3_store import MULTIPART_BYTES, S3Store
 from tests.conftest import X86_CONFIGURATION, make_service, stop_workers, wait_for_job
-from tests.loopback import free_port, wait_until_listening
+from tests.loopback import moto_s3_server
 
 REGION = "us-east-1"
 
 
 @pytest.fixture(scope="module")
 def s3_endpoint():
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_until_listening(port, server)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait(30)
+    with moto_s3_server() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture
