@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from tests.loopback import free_port
+from tests.loopback import asgi_server
 
 
 class GreengrassCloudStandin:
@@ -31,9 +29,8 @@ class GreengrassCloudStandin:
         self.deployments: list[dict[str, Any]] = []  # CreateDeployment requests with their deploymentId, in order
         self.groups: dict[str, list[str]] = {}  # thing-group ARN → core device thing names
         self.shadows: dict[tuple[str, str], dict[str, Any]] = {}  # (thing, shadow name) → the shadow document
-        self.port = free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        app = Starlette(
+        self.endpoint = ""
+        self._app = Starlette(
             routes=[
                 Route("/greengrass/v2/createComponentVersion", self._create, methods=["POST"]),
                 Route("/greengrass/v2/components/{arn:path}/metadata", self._describe, methods=["GET"]),
@@ -44,21 +41,14 @@ class GreengrassCloudStandin:
                 Route("/things/{thing}/shadow", self._get_shadow, methods=["GET"]),
             ]
         )
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._serving = asgi_server(self._app)
 
     def __enter__(self) -> GreengrassCloudStandin:
-        self._thread.start()
-        deadline = time.time() + 30
-        while not self._server.started:
-            assert time.time() < deadline, "the Greengrass stand-in did not start"
-            time.sleep(0.05)
+        self.endpoint = self._serving.__enter__()
         return self
 
-    def __exit__(self, *_: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(30)
+    def __exit__(self, *exc: object) -> None:
+        self._serving.__exit__(*exc)
 
     def arn(self, name: str, version: str) -> str:
         return f"arn:aws:greengrass:{self.region}:{self.account}:components:{name}:versions:{version}"

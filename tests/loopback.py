@@ -45,3 +45,26 @@ def moto_s3_server() -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(30)
+
+
+@contextmanager
+def asgi_server(app: object) -> Iterator[str]:
+    """An ASGI application served by uvicorn on a free loopback port, in a thread of the test process; yields
+    its base URL and stops it on exit."""
+    import threading
+
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.time() + 30
+        while not server.started:
+            assert thread.is_alive() and time.time() < deadline, "the server did not start"
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)

@@ -23,7 +23,7 @@ from botocore.config import Config
 
 from compiler.api.api_model import OPERATIONS
 from compiler.api.service_model import service_model, write_service_model
-from tests.loopback import free_port, wait_until_listening
+from tests.loopback import asgi_server, free_port, wait_until_listening
 from tests.models import classifier
 
 REGION = "us-east-1"
@@ -318,3 +318,40 @@ def test_the_generated_model_matches_the_one_botocore_shipped() -> None:
                     _shape_differences(reference, ours, binding["shape"], have["shape"], f"{name}.{member}")
                 )
     assert problems == set() and create_model == CREATE_MODEL_DIFFERENCES
+
+
+class _FailingService:
+    """Answers every call with the error it is told to raise: each of the service's errors in turn."""
+
+    error: Exception = RuntimeError("a defect of ours")
+
+    def call(self, operation: str, params: dict) -> dict:
+        raise self.error
+
+
+def test_every_modeled_error_reaches_boto3_as_its_own_class(data_path) -> None:
+    """Each error of errors.ERRORS (and a defect, as InternalServerException) through the real HTTP stack."""
+    from compiler.api.errors import ERRORS, ServiceError
+    from compiler.api.http_server import build_app
+
+    service = _FailingService()
+    with asgi_server(build_app(service)) as url:
+        client = _client(data_path, url)
+        members = {"ResourceId": "boards", "ResourceType": "PROJECT", "QuotaCode": "q", "ServiceCode": "lookoutvision",
+                   "RetryAfterSeconds": 7}  # fmt: skip
+        for error in ERRORS:
+            fields = {member: members[member] for member in error.members}
+            service.error = error.__new__(error)  # each class's own signature aside: message and members
+            ServiceError.__init__(service.error, f"raised {error.code}", **fields)
+            with pytest.raises(getattr(client.exceptions, error.code)) as raised:
+                client.describe_project(ProjectName="boards")
+            response = raised.value.response
+            assert response["Error"]["Message"] == f"raised {error.code}"
+            assert response["ResponseMetadata"]["HTTPStatusCode"] == error.http_status
+            for member, value in fields.items():
+                assert response.get(member) == value or response["ResponseMetadata"]["HTTPHeaders"].get(
+                    "retry-after"
+                ) == str(value), (error.code, member)
+        service.error = RuntimeError("a defect of ours")
+        with pytest.raises(client.exceptions.InternalServerException, match="The service failed; see its log"):
+            client.describe_project(ProjectName="boards")
