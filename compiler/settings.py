@@ -37,6 +37,10 @@ class Settings:
 
     @classmethod
     def from_env(cls, data_dir: str | Path | None = None) -> Settings:
+        """ValueError names the variable and its allowed values when one is set to something unusable."""
+        for name, allowed in ((OUTPUT_ENV, OUTPUT_STORES), (GREENGRASS_ENV, GREENGRASS_MODES)):
+            if os.environ.get(name, allowed[0]) not in allowed:
+                raise ValueError(f"{name}={os.environ[name]!r}: set it to one of {', '.join(allowed)}")
         chosen = data_dir or os.environ.get(DATA_DIR_ENV) or Path.home() / ".lookout-edge"
         return cls(
             data_dir=Path(chosen).expanduser().resolve(),

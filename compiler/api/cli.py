@@ -217,10 +217,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         params = request_params(args)
         client = Client(data_dir=args.data_dir)
-        result = client.call(args.operation, params)
-    except UsageError as exc:
+    except (UsageError, ValueError) as exc:  # ValueError: the service's settings (environment variables)
         print(f"lookout-edge: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        result = client.call(args.operation, params)
     except ServiceError as exc:
         print(
             f"An error occurred ({exc.code}) when calling the {args.operation} operation: {exc.message}",

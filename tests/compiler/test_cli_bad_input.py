@@ -259,3 +259,16 @@ def test_a_bad_input_seen_from_a_shell_prints_no_traceback(tmp_path: Path) -> No
     assert result.stderr.strip().splitlines() == [
         f"lookout-edge score: error: {tmp_path / 'none.png'}: no such image file or folder"
     ]
+
+
+@pytest.mark.parametrize(
+    ("variable", "words"),
+    [
+        ("LOOKOUT_EDGE_OUTPUT", "LOOKOUT_EDGE_OUTPUT='nfs': set it to one of local, s3"),
+        ("LOOKOUT_EDGE_GREENGRASS", "LOOKOUT_EDGE_GREENGRASS='nfs': set it to one of local, cloud"),
+    ],
+)
+def test_an_unusable_setting_is_one_clear_line(variable: str, words: str, tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv(variable, "nfs")
+    assert main(["--data-dir", str(tmp_path), "list-projects"]) == EXIT_USAGE
+    assert capsys.readouterr().err.strip() == f"lookout-edge: error: {words}"
