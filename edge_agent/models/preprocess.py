@@ -7,14 +7,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from edge_agent.bundle.model_spec import ModelSpec
+from edge_agent.bundle.model_spec import INTERPOLATION_NAMES, ModelSpec
 
-INTERPOLATIONS = {
-    "nearest": cv2.INTER_NEAREST,
-    "linear": cv2.INTER_LINEAR,
-    "cubic": cv2.INTER_CUBIC,
-    "area": cv2.INTER_AREA,
-}
+# The contract's interpolation names → OpenCV's flags (INTER_NEAREST, INTER_LINEAR, INTER_CUBIC, INTER_AREA).
+INTERPOLATIONS = {name: getattr(cv2, f"INTER_{name.upper()}") for name in INTERPOLATION_NAMES}
 
 
 @dataclass(frozen=True)
