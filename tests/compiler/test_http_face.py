@@ -176,13 +176,42 @@ def test_the_aws_cli_works_unchanged(server, data_path) -> None:
     assert missing.returncode in (254, 255) and "(ResourceNotFoundException)" in missing.stderr
 
 
+def _self_signed_certificate(key: Path, cert: Path) -> None:
+    """A one-day certificate for 127.0.0.1 and its key, as PEM files (the cryptography package, no openssl CLI)."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    private = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(private.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(private, hashes.SHA256())
+    )
+    key.write_bytes(
+        private.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+
+
 def test_https_with_a_given_certificate(data_path, tmp_path, monkeypatch) -> None:
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
+    _self_signed_certificate(key, cert)
     with serving(tmp_path / "data", "--tls-cert", str(cert), "--tls-key", str(key)) as (url, _):
         monkeypatch.setenv("AWS_CA_BUNDLE", str(cert))  # the client trusts exactly this certificate
         assert _client(data_path, url.replace("http://", "https://")).list_projects()["Projects"] == []
