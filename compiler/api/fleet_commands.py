@@ -8,11 +8,11 @@ import re
 import sys
 
 from compiler.api.exit_codes import EXIT_SERVICE_ERROR
+from compiler.api.validation import value_problems
 from compiler.greengrass.fleet import FAILURE_HANDLING, RolloutPolicy
 from edge_agent.config import AgentConfig
 
 TARGET_ARN = re.compile(r"arn:aws[a-z-]*:iot:[a-z0-9-]+:\d{12}:(thing|thinggroup)/[\w:-]+")
-COMPONENT_PIN = re.compile(r"(?P<name>[a-zA-Z0-9-_.]+)=(?P<version>\d{1,6}\.\d{1,6}\.\d{1,6})")
 # A device is stale when its agent has not reported for this many report intervals (heartbeats).
 STALE_INTERVALS = 3
 
@@ -27,10 +27,16 @@ def _target(value: str) -> str:
 
 
 def _component(value: str) -> tuple[str, str]:
-    match = COMPONENT_PIN.fullmatch(value)
-    if not match:
-        raise argparse.ArgumentTypeError(f"{value!r} is not NAME=MAJOR.MINOR.PATCH (e.g. com.example.Boards=1.0.0)")
-    return match["name"], match["version"]
+    """NAME=VERSION, each checked against the API model's ComponentName and ComponentVersion shapes."""
+    name, equals, version = value.partition("=")
+    problems = value_problems(name, "ComponentName", "component name") if equals else []
+    problems += value_problems(version, "ComponentVersion", "component version") if equals else []
+    if not equals or problems:
+        why = "; ".join(problems) or "no '='"
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not NAME=MAJOR.MINOR.PATCH (e.g. com.example.Boards=1.0.0): {why}"
+        )
+    return name, version
 
 
 def _aws_error(command: str, exc: Exception) -> int:
