@@ -35,12 +35,18 @@ class Settings:
     output: str = "local"  # where S3OutputLocation goes: OUTPUT_STORES
     greengrass: str = "local"  # where packaged components are registered: GREENGRASS_MODES
 
+    def __post_init__(self) -> None:
+        """ValueError names the setting (its environment variable) and the allowed values."""
+        for variable, value, allowed in (
+            (OUTPUT_ENV, self.output, OUTPUT_STORES),
+            (GREENGRASS_ENV, self.greengrass, GREENGRASS_MODES),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{variable}={value!r}: set it to one of {', '.join(allowed)}")
+
     @classmethod
     def from_env(cls, data_dir: str | Path | None = None) -> Settings:
         """ValueError names the variable and its allowed values when one is set to something unusable."""
-        for name, allowed in ((OUTPUT_ENV, OUTPUT_STORES), (GREENGRASS_ENV, GREENGRASS_MODES)):
-            if os.environ.get(name, allowed[0]) not in allowed:
-                raise ValueError(f"{name}={os.environ[name]!r}: set it to one of {', '.join(allowed)}")
         chosen = data_dir or os.environ.get(DATA_DIR_ENV) or Path.home() / ".lookout-edge"
         return cls(
             data_dir=Path(chosen).expanduser().resolve(),

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from compiler.settings import GREENGRASS_ENV, GREENGRASS_MODES, Settings
+from compiler.settings import Settings
 
 DEPLOYABLE, FAILED = "DEPLOYABLE", "FAILED"
 POLL_SECONDS = 2.0
@@ -79,11 +79,7 @@ class GreengrassCloud:
 
 def open_greengrass_cloud(settings: Settings) -> GreengrassCloud | None:
     """Greengrass V2 when `settings.greengrass` is cloud; None when components stay in the local catalog."""
-    if settings.greengrass == "local":
-        return None
-    if settings.greengrass == "cloud":
-        return GreengrassCloud(settings.region)
-    raise ValueError(f"{GREENGRASS_ENV}={settings.greengrass!r}: one of {', '.join(GREENGRASS_MODES)}")
+    return GreengrassCloud(settings.region) if settings.greengrass == "cloud" else None
 
 
 def publish_component(

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Protocol
 
-from compiler.settings import OUTPUT_ENV, OUTPUT_STORES, Settings
+from compiler.settings import Settings
 
 
 def object_key(prefix: str | None, *parts: str) -> str:
@@ -83,10 +83,8 @@ class LocalFolderStore:
 
 def open_output_store(settings: Settings) -> OutputStore:
     """The store `settings.output` names: the embedded folder store, or real S3 (compiler/greengrass/s3_store.py)."""
-    if settings.output == "local":
-        return LocalFolderStore(settings.buckets_dir)
     if settings.output == "s3":
         from compiler.greengrass.s3_store import S3Store
 
         return S3Store(settings.region)
-    raise ValueError(f"{OUTPUT_ENV}={settings.output!r}: the output store is one of {', '.join(OUTPUT_STORES)}")
+    return LocalFolderStore(settings.buckets_dir)
