@@ -53,11 +53,10 @@ class ConflictException(ServiceError):
 
 
 class ServiceQuotaExceededException(ServiceError):
+    """In the API model as AWS had it; nothing raises it since a full queue throttles."""
+
     code, http_status = "ServiceQuotaExceededException", 402
     members: ClassVar[dict[str, str]] = {**RESOURCE, **QUOTA}
-
-    def __init__(self, message: str, quota_code: str) -> None:
-        super().__init__(message, QuotaCode=quota_code, ServiceCode="lookoutvision")
 
 
 class ThrottlingException(ServiceError):
