@@ -269,11 +269,13 @@ def tuning_tasks(mod: Any, target: TargetSpec) -> tuple[Any, Any, list]:
 
     from compiler.build.scalar_constants import lift_scalar_constants
     from compiler.build.tvm_build import tvm_target as build_target
+    from compiler.build.packed_conv import use_packed_convolutions
+    from compiler.build.search_free import simd_lanes
     from compiler.build.winograd import use_winograd
 
     tvm_target = build_target(target)
     if target.accelerator != "nvidia":
-        mod = use_winograd(mod)
+        mod = use_packed_convolutions(use_winograd(mod), simd_lanes(tvm_target))
         # CPU kernels are scheduled and measured for the threads the agent runs them on (one per physical core).
         tvm_target = tvm.target.Target({**tvm_target.export(), "num-cores": configure_thread_pool()})
     mod = relax.get_pipeline("zero")(lift_scalar_constants(mod))

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from compiler.build.conv_rewrites import constant_float_weights, rewrite_convolutions
+
 TILE = 4  # output pixels per tile side: F(4×4, 3×3)
 ALPHA = TILE + 2  # input tile side
 
@@ -126,18 +128,11 @@ def output_transform(products: Any, a_t: Any, height: int, width: int) -> Any:
 
 def eligible(call: Any) -> bool:
     """Whether `call` is a convolution this rewrite handles (the one rule for it)."""
-    import tvm
-
     attrs = call.attrs
-    weight = call.args[1]
     shape = [int(s) for s in call.args[0].ty.shape]
     return (
-        isinstance(getattr(weight, "value", None), tvm.runtime.Tensor)  # a constant tensor
-        and str(weight.ty.dtype) == "float32"
-        and [int(s) for s in weight.ty.shape][2:] == [3, 3]
-        and str(call.args[0].ty.dtype) == "float32"
-        and (attrs.data_layout, attrs.kernel_layout, attrs.out_layout) == ("NCHW", "OIHW", "NCHW")
-        and str(attrs.out_dtype or "float32") in ("float32", "void")
+        constant_float_weights(call)
+        and [int(s) for s in call.args[1].ty.shape][2:] == [3, 3]
         and int(attrs.groups) == 1
         and [int(s) for s in attrs.strides] == [1, 1]
         and [int(d) for d in attrs.dilation] == [1, 1]
@@ -149,30 +144,19 @@ def eligible(call: Any) -> bool:
 
 def use_winograd(mod: Any) -> Any:
     """`mod` with every eligible 3×3 convolution computed by Winograd F(4×4, 3×3)."""
-    import tvm
     from tvm import relax
-    from tvm.relax.expr_functor import PyExprMutator, mutator
 
-    conv2d = tvm.ir.Op.get("relax.nn.conv2d")
     b_t = relax.const(INPUT_TRANSFORM.astype(np.float32))
     a_t = relax.const(OUTPUT_TRANSFORM.astype(np.float32))
 
-    @mutator
-    class Rewriter(PyExprMutator):
-        def visit_call_(self, call: Any) -> Any:
-            call = super().visit_call_(call)
-            if call.op != conv2d or not eligible(call):
-                return call
-            data = call.args[0]
-            _, _, height, width = (int(s) for s in data.ty.shape)
-            weights = relax.const(transform_weights(call.args[1].value.numpy()))
-            bb = self.builder_
-            transformed = bb.emit_te(input_transform, data, b_t, primfunc_name_hint="winograd_input")
-            products = bb.emit_te(tile_products, transformed, weights, primfunc_name_hint="winograd_products")
-            return bb.call_te(output_transform, products, a_t, height, width, primfunc_name_hint="winograd_output")
+    def rewrite(bb: Any, call: Any) -> Any:
+        if not eligible(call):
+            return None
+        data = call.args[0]
+        _, _, height, width = (int(s) for s in data.ty.shape)
+        weights = relax.const(transform_weights(call.args[1].value.numpy()))
+        transformed = bb.emit_te(input_transform, data, b_t, primfunc_name_hint="winograd_input")
+        products = bb.emit_te(tile_products, transformed, weights, primfunc_name_hint="winograd_products")
+        return bb.call_te(output_transform, products, a_t, height, width, primfunc_name_hint="winograd_output")
 
-    rewriter = Rewriter(mod)
-    for global_var, func in mod.functions_items():
-        if isinstance(func, relax.Function):
-            rewriter.builder_.update_func(global_var, rewriter.visit_expr(func))
-    return rewriter.builder_.get()
+    return rewrite_convolutions(mod, rewrite)
