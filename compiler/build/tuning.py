@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from compiler.build.candidate_builds import build_candidates, failure_text
+from compiler.build.search_free import register_tensor_intrinsics, search_free_records
 from compiler.api.errors import ValidationException
 from compiler.jobs.scratch import scratch_folder
 from compiler.settings import Settings
@@ -92,16 +93,18 @@ class TuningReport:
     seconds: float = 0.0
     records_used: int = 0
     tasks: int = 0  # kernels that could take a tuning record (0: not known, e.g. GPU builds with DLight)
+    search_free: int = 0  # kernels without a record given the search-free schedule (compiler/build/search_free.py)
     databases: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         searched = f"; {self.trials_run} trials in {self.seconds / 60:.1f} min" if self.trials_run else ""
         of_tasks = f" of {self.tasks}" if self.tasks else ""
-        return f"Schedules: {self.source}{searched}; tuned kernels applied: {self.records_used}{of_tasks}."
+        rules = f"; search-free schedules: {self.search_free}" if self.search_free else ""
+        return f"Schedules: {self.source}{searched}; tuned kernels applied: {self.records_used}{of_tasks}{rules}."
 
     def untuned_warning(self, target: TargetSpec) -> str:
-        """What to tell the user when some kernels kept TVM's default (untuned) CPU schedules; else ''."""
-        untuned = self.tasks - self.records_used
+        """What to tell the user when some kernels kept TVM's default (naive) CPU schedules; else ''."""
+        untuned = self.tasks - self.records_used - self.search_free
         if untuned <= 0:
             return ""
         remedy = (
@@ -122,6 +125,7 @@ class TuningReport:
             "seconds": round(self.seconds, 1),
             "records_used": self.records_used,
             "tasks": self.tasks,
+            "search_free": self.search_free,
             "databases": self.databases,
         }
 
@@ -259,27 +263,39 @@ def _open_databases(target: TargetSpec, data_dir: Path, request: TuningRequest) 
     return own, readers, names
 
 
-def tuning_tasks(mod: Any, target: TargetSpec) -> tuple[Any, Any, list]:
-    """The imported Relax module `mod` as it is tuned and compiled for `target` (CPU: large 3×3 convolutions by
-    Winograd, compiler/build/winograd.py; scalar constants passed as arguments, compiler/build/scalar_constants.py; then
-    Relax's "zero" pipeline), the TVM target its tasks are measured for, and its tuning tasks."""
+def tuning_tasks(mod: Any, target: TargetSpec, winograd: bool = True) -> tuple[Any, Any, list]:
+    """The imported Relax module `mod` as it is tuned and compiled for `target` (CPU: 3×3 convolutions by
+    Winograd where `winograd` and they are eligible, compiler/build/winograd.py, the other convolutions packed,
+    compiler/build/packed_conv.py; scalar constants passed as arguments, compiler/build/scalar_constants.py;
+    then Relax's "zero" pipeline), the TVM target its tasks are measured for, and its tuning tasks."""
     import tvm
     import tvm.s_tir.meta_schedule as ms
     from tvm import relax
 
-    from compiler.build.scalar_constants import lift_scalar_constants
-    from compiler.build.tvm_build import tvm_target as build_target
     from compiler.build.packed_conv import use_packed_convolutions
+    from compiler.build.scalar_constants import lift_scalar_constants
     from compiler.build.search_free import simd_lanes
+    from compiler.build.tvm_build import tvm_target as build_target
     from compiler.build.winograd import use_winograd
 
     tvm_target = build_target(target)
     if target.accelerator != "nvidia":
-        mod = use_packed_convolutions(use_winograd(mod), simd_lanes(tvm_target))
+        mod = use_packed_convolutions(use_winograd(mod) if winograd else mod, simd_lanes(tvm_target))
         # CPU kernels are scheduled and measured for the threads the agent runs them on (one per physical core).
         tvm_target = tvm.target.Target({**tvm_target.export(), "num-cores": configure_thread_pool()})
     mod = relax.get_pipeline("zero")(lift_scalar_constants(mod))
     return mod, tvm_target, ms.relax_integration.extract_tasks(mod, tvm_target)
+
+
+def _has_record(readers: list, task: Any) -> bool:
+    return any(_record_count(r, task.dispatched[0], 1) for r in readers)
+
+
+def _winograd_covered(readers: list, tasks: list) -> bool:
+    """Whether every Winograd kernel of `tasks` has a tuning record. Winograd pays only with tuned transforms:
+    on the search-free schedules its input and output transforms cost more than the multiplications it saves
+    (U-Net-like at 256², Zen 4: 3.2× ONNX Runtime with it, 1.3× with packed direct convolutions)."""
+    return all(_has_record(readers, t) for t in tasks if "winograd" in t.task_name)
 
 
 def schedule_module(
@@ -288,7 +304,7 @@ def schedule_module(
     """Tune (within the request's budget, where this machine can measure the target) and apply the best
     records known for `target` to the imported Relax module `mod`.
 
-    Tasks without records keep TVM's defaults: for CPU the default Relax schedules, for CUDA DLight's.
+    CPU tasks without records get the search-free schedules (compiler/build/search_free.py); CUDA tasks DLight's.
     """
     import tvm
     import tvm.s_tir.meta_schedule as ms
@@ -297,7 +313,8 @@ def schedule_module(
     gpu = target.accelerator == "nvidia"
     if gpu and request.database is None:
         return mod, TuningReport(source="DLight default GPU schedules (no tuning-database given)")
-    mod, tvm_target, tasks = tuning_tasks(mod, target)
+    imported = mod
+    mod, tvm_target, tasks = tuning_tasks(imported, target)
     own, readers, names = _open_databases(target, data_dir, request)
     wanted = request.trials - _records_for(own, tasks)
     tuning = TuningReport(source="stored tuning records", databases=names)
@@ -305,15 +322,26 @@ def schedule_module(
         if target.is_cross or gpu:
             report(
                 f"{target.describe()} cannot be measured on this machine: using the tuning records given "
-                "(tuning-database), else TVM's default schedules."
+                "(tuning-database), else search-free schedules."
             )
         else:
             tuning = _search(mod, tvm_target, own, request, wanted, len(tasks), report, names, data_dir)
+    if not gpu and not _winograd_covered(readers, tasks):
+        mod, tvm_target, tasks = tuning_tasks(imported, target, winograd=False)
     database = readers[0] if len(readers) == 1 else ms.database.UnionDatabase(*readers)
-    tuning.records_used = sum(1 for t in tasks if any(_record_count(r, t.dispatched[0], 1) for r in readers))
+    untuned = [t for t in tasks if not _has_record(readers, t)]
+    tuning.records_used = len(tasks) - len(untuned)
     tuning.tasks = len(tasks)
+    if not gpu:
+        rules = ms.database.MemoryDatabase()
+        tuning.search_free = search_free_records(untuned, tvm_target, rules)
+        database = ms.database.OrderedUnionDatabase(database, rules)
     if tuning.records_used == 0:
-        tuning.source = "TVM's default schedules (no tuning records for this target and model)"
+        tuning.source = (
+            "DLight default GPU schedules (the tuning records do not cover this model)"
+            if gpu
+            else "search-free schedules (no tuning records for this target and model)"
+        )
     with tvm_target, database, tvm.transform.PassContext(opt_level=3):
         mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
     return mod, tuning
@@ -379,6 +407,7 @@ def _search(
             )
 
     stopped = False
+    register_tensor_intrinsics()
     with scratch_folder(data_dir, "tune") as work, _meta_schedule_logging():
         builder, runner, callback = _make_measurers(work, deadline, progress)
         try:
