@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from compiler.build.conv_rewrites import constant_float_weights, rewrite_convolutions
+from compiler.build.relax_rewrites import constant_float_weights, rewrite_calls
+
+PACKED_CONV_BLOCK = "packed_conv"  # the blocked product's TE stage (compiler/build/search_free.py looks for it)
 
 
 def pack_weights(weight: np.ndarray, lanes: int) -> np.ndarray:
@@ -63,7 +65,7 @@ def packed_convolution(
             * weights[block, c, ky, kx, lane],
             axis=[c, ky, kx],
         ),
-        name="packed_conv",
+        name=PACKED_CONV_BLOCK,
     )
     return te.compute(
         (batch, channels_out, out_h, out_w),
@@ -97,4 +99,4 @@ def use_packed_convolutions(mod: Any, lanes: int) -> Any:
             primfunc_name_hint="packed_conv",
         )
 
-    return rewrite_convolutions(mod, rewrite)
+    return rewrite_calls(mod, "relax.nn.conv2d", rewrite)

@@ -20,6 +20,8 @@ import inspect
 import sys
 from typing import Any
 
+from compiler.build.packed_conv import PACKED_CONV_BLOCK
+
 REGISTER_BLOCK = 8
 UNROLL_STEPS = 64
 # The run time recorded with a rules' schedule: MetaSchedule applies only records with one; nothing measured it.
@@ -120,7 +122,47 @@ def _decide(trace: Any, mod: Any, lanes: int) -> Any:
         return decision
 
     trace.apply_to_schedule(schedule, remove_postproc=True, decision_provider=decide)
+    _fuse_epilogues(schedule)
     return schedule
+
+
+def _fuse_epilogues(schedule: Any) -> None:
+    """Move what MetaSchedule leaves at the root after a packed convolution (its unpacking to NCHW, and the bias,
+    activation and residual add after that) into the tile loop where the convolution writes its results, so they
+    run on data still in cache instead of as extra passes over memory. (Other kernels keep their epilogue at the
+    root, where it is vectorised over the whole tensor: inside a depthwise convolution's small tiles it is not.)"""
+    from tvm import s_tir
+
+    root = schedule.get_sblock("root")
+    for block in schedule.get_child_blocks(root):
+        if schedule.get(block).name_hint != PACKED_CONV_BLOCK:
+            continue
+        writer = block
+        consumers = schedule.get_consumers(writer)
+        if len(consumers) == 1 and schedule.get_consumers(consumers[0]):  # the write cache, then its consumer
+            tile_loop = _last_shared_loop(schedule, writer, consumers[0])
+            writer, consumers = consumers[0], schedule.get_consumers(consumers[0])
+        else:
+            tile_loop = _last_shared_loop(schedule, writer, writer)
+        while tile_loop is not None and len(consumers) == 1:
+            consumer = consumers[0]
+            if _last_shared_loop(schedule, consumer, writer) is not None:  # already inside the tile
+                break
+            try:
+                schedule.reverse_compute_at(consumer, tile_loop, preserve_unit_loops=True)
+            except s_tir.ScheduleError:
+                break
+            writer, consumers = consumer, schedule.get_consumers(consumer)
+
+
+def _last_shared_loop(schedule: Any, first: Any, second: Any) -> Any | None:
+    """The innermost loop both blocks sit in (None when they share none)."""
+    shared = None
+    for a, b in zip(schedule.get_loops(first), schedule.get_loops(second), strict=False):
+        if not schedule.get(a).same_as(schedule.get(b)):
+            break
+        shared = a
+    return shared
 
 
 def search_free_schedule(mod: Any, target: Any) -> Any | None:
@@ -150,6 +192,7 @@ def search_free_records(tasks: list, target: Any, database: Any) -> int:
             continue
         workload = database.commit_workload(mod)
         args = ms.arg_info.ArgInfo.from_prim_func(mod[mod.get_global_vars()[0]])
-        database.commit_tuning_record(ms.database.TuningRecord(schedule.trace, workload, [UNMEASURED_SECONDS], target, args))
+        record = ms.database.TuningRecord(schedule.trace, workload, [UNMEASURED_SECONDS], target, args)
+        database.commit_tuning_record(record)
         committed += 1
     return committed

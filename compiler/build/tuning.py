@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 
+from compiler.api.errors import ValidationException
 from compiler.build.candidate_builds import build_candidates, failure_text
 from compiler.build.search_free import register_tensor_intrinsics, search_free_records
-from compiler.api.errors import ValidationException
+from compiler.build.targets import TargetSpec
 from compiler.jobs.scratch import scratch_folder
 from compiler.settings import Settings
-from compiler.build.targets import TargetSpec
 from edge_agent.models.cpu_threads import configure_thread_pool
 
 MAX_TRIALS = 20000
@@ -264,14 +264,16 @@ def _open_databases(target: TargetSpec, data_dir: Path, request: TuningRequest) 
 
 
 def tuning_tasks(mod: Any, target: TargetSpec, winograd: bool = True) -> tuple[Any, Any, list]:
-    """The imported Relax module `mod` as it is tuned and compiled for `target` (CPU: 3×3 convolutions by
-    Winograd where `winograd` and they are eligible, compiler/build/winograd.py, the other convolutions packed,
-    compiler/build/packed_conv.py; scalar constants passed as arguments, compiler/build/scalar_constants.py;
-    then Relax's "zero" pipeline), the TVM target its tasks are measured for, and its tuning tasks."""
+    """The imported Relax module `mod` as it is tuned and compiled for `target`, the TVM target its tasks are
+    measured for, and its tuning tasks. For CPU targets: 3×3 convolutions by Winograd where `winograd` and they
+    are eligible (compiler/build/winograd.py), the other convolutions packed (compiler/build/packed_conv.py),
+    exponentials vectorisable (compiler/build/fast_math.py). Then scalar constants are passed as arguments
+    (compiler/build/scalar_constants.py) and Relax's "zero" pipeline runs."""
     import tvm
     import tvm.s_tir.meta_schedule as ms
     from tvm import relax
 
+    from compiler.build.fast_math import use_fast_math
     from compiler.build.packed_conv import use_packed_convolutions
     from compiler.build.scalar_constants import lift_scalar_constants
     from compiler.build.search_free import simd_lanes
@@ -280,7 +282,7 @@ def tuning_tasks(mod: Any, target: TargetSpec, winograd: bool = True) -> tuple[A
 
     tvm_target = build_target(target)
     if target.accelerator != "nvidia":
-        mod = use_packed_convolutions(use_winograd(mod) if winograd else mod, simd_lanes(tvm_target))
+        mod = use_fast_math(use_packed_convolutions(use_winograd(mod) if winograd else mod, simd_lanes(tvm_target)))
         # CPU kernels are scheduled and measured for the threads the agent runs them on (one per physical core).
         tvm_target = tvm.target.Target({**tvm_target.export(), "num-cores": configure_thread_pool()})
     mod = relax.get_pipeline("zero")(lift_scalar_constants(mod))

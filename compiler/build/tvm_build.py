@@ -12,8 +12,8 @@ import onnx
 
 from compiler.build.cuda_compile import compile_device_code
 from compiler.build.cuda_toolkits import CudaToolkit, installed_toolkits, missing_toolkit_message, pick_toolkit
-from edge_agent.bundle.model_spec import ModelSpec
 from compiler.build.targets import CROSS_COMPILERS, TargetSpec
+from edge_agent.bundle.model_spec import ModelSpec
 from edge_agent.engines.cubin_info import read_cubin
 
 LIBRARY_NAME = "model.so"

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from compiler.build.conv_rewrites import constant_float_weights, rewrite_convolutions
+from compiler.build.relax_rewrites import constant_float_weights, rewrite_calls
 
 TILE = 4  # output pixels per tile side: F(4×4, 3×3)
 ALPHA = TILE + 2  # input tile side
@@ -159,4 +159,4 @@ def use_winograd(mod: Any) -> Any:
         products = bb.emit_te(tile_products, transformed, weights, primfunc_name_hint="winograd_products")
         return bb.call_te(output_transform, products, a_t, height, width, primfunc_name_hint="winograd_output")
 
-    return rewrite_convolutions(mod, rewrite)
+    return rewrite_calls(mod, "relax.nn.conv2d", rewrite)

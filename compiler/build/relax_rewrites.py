@@ -1,27 +1,27 @@
-"""The one walk over a Relax module that CPU convolution rewrites share (Winograd, packed direct convolutions)."""
+"""The one walk over a Relax module that the CPU rewrites share (Winograd, packed convolutions, fast math)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-# (block builder, a relax.nn.conv2d call) → the expression computing it instead, or None to keep the call.
-ConvRewrite = Callable[[Any, Any], Any]
+# (block builder, a call of the operator) → the expression computing it instead, or None to keep the call.
+CallRewrite = Callable[[Any, Any], Any]
 
 
-def rewrite_convolutions(mod: Any, rewrite: ConvRewrite) -> Any:
-    """`mod` with each relax.nn.conv2d call of its Relax functions replaced by what `rewrite` returns for it."""
+def rewrite_calls(mod: Any, op_name: str, rewrite: CallRewrite) -> Any:
+    """`mod` with each call of the Relax operator `op_name` replaced by what `rewrite` returns for it."""
     import tvm
     from tvm import relax
     from tvm.relax.expr_functor import PyExprMutator, mutator
 
-    conv2d = tvm.ir.Op.get("relax.nn.conv2d")
+    op = tvm.ir.Op.get(op_name)
 
     @mutator
     class Rewriter(PyExprMutator):
         def visit_call_(self, call: Any) -> Any:
             call = super().visit_call_(call)
-            if call.op != conv2d:
+            if call.op != op:
                 return call
             replacement = rewrite(self.builder_, call)
             return call if replacement is None else replacement
