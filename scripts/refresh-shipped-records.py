@@ -35,9 +35,10 @@ def _tune(tasks: list, work: str, trials_per_task: int, database: object) -> Non
 
     import tvm.s_tir.meta_schedule as ms
 
-    from compiler.build.tuning import TRIALS_PER_ROUND, _make_measurers
+    from compiler.build.tuning import TRIALS_PER_ROUND, _make_measurers, seed_with_search_free
 
     builder, runner, callback = _make_measurers(work, time.time() + 3600 * len(tasks), lambda _: None)
+    seed_with_search_free(tasks, tasks[0].target, database, builder, runner)
     contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(tasks, work)
     ms.tune.tune_tasks(
         tasks=contexts,

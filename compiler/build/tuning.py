@@ -203,6 +203,41 @@ def _make_measurers(scratch: str, deadline: float, progress: Callable[[int], Non
     return ForkedBuilder(), InProcessRunner(), ProgressCallback()
 
 
+def seed_with_search_free(tasks: list, target: Any, database: Any, builder: Any, runner: Any) -> int:
+    """Measure the search-free schedule of each task in `tasks` that `database` holds no record of, and commit it
+    with its measured time: the search then starts from it (MetaSchedule's evolutionary search draws part of its
+    first population from the best records) and can only end at or below it. The number of records added."""
+    import tvm.s_tir.meta_schedule as ms
+
+    from compiler.build.search_free import search_free_schedule
+
+    seeds = []
+    for task in tasks:
+        mod = task.dispatched[0]
+        if _record_count(database, mod, 1):
+            continue
+        schedule = search_free_schedule(mod, target)
+        if schedule is not None:
+            seeds.append((mod, schedule))
+    if not seeds:
+        return 0
+    built = builder.build([ms.builder.BuilderInput(schedule.mod, target) for _, schedule in seeds])
+    inputs, measured = [], []
+    for (mod, schedule), result in zip(seeds, built, strict=True):
+        if result.error_msg is None:
+            args = ms.arg_info.ArgInfo.from_prim_func(mod[mod.get_global_vars()[0]])
+            inputs.append(ms.runner.RunnerInput(result.artifact_path, "cpu", args))
+            measured.append((mod, schedule, args))
+    added = 0
+    for (mod, schedule, args), future in zip(measured, runner.run(inputs), strict=True):
+        run = future.result()
+        if run.error_msg is None:
+            record = ms.database.TuningRecord(schedule.trace, database.commit_workload(mod), run.run_secs, target, args)
+            database.commit_tuning_record(record)
+            added += 1
+    return added
+
+
 def write_record_set(folder: Path, records: list) -> None:
     """Replace the MetaSchedule JSON database in `folder` with `records` (TuningRecords, one per workload): how
     the shipped sets are written (scripts/ship-tuning-records.py, scripts/refresh-shipped-records.py)."""
@@ -327,7 +362,7 @@ def schedule_module(
                 "(tuning-database), else search-free schedules."
             )
         else:
-            tuning = _search(mod, tvm_target, own, request, wanted, len(tasks), report, names, data_dir)
+            tuning = _search(mod, tvm_target, own, request, wanted, tasks, report, names, data_dir)
     if not gpu and not _winograd_covered(readers, tasks):
         mod, tvm_target, tasks = tuning_tasks(imported, target, winograd=False)
     database = readers[0] if len(readers) == 1 else ms.database.UnionDatabase(*readers)
@@ -387,7 +422,7 @@ def _search(
     own: Any,
     request: TuningRequest,
     trials: int,
-    tasks: int,
+    tasks: list,
     report: Progress,
     names: list,
     data_dir: Path,
@@ -404,7 +439,7 @@ def _search(
             state["last"] = time.time()
             elapsed = time.time() - start
             report(
-                f"Tuning {tasks} tasks with MetaSchedule: {min(state['trials'], trials)}/{trials} trials, "
+                f"Tuning {len(tasks)} tasks with MetaSchedule: {min(state['trials'], trials)}/{trials} trials, "
                 f"{elapsed / 60:.1f} of at most {request.minutes:g} min."
             )
 
@@ -412,6 +447,7 @@ def _search(
     register_tensor_intrinsics()
     with scratch_folder(data_dir, "tune") as work, _meta_schedule_logging():
         builder, runner, callback = _make_measurers(work, deadline, progress)
+        seed_with_search_free(tasks, target, own, builder, runner)
         try:
             ms.relax_integration.tune_relax(
                 mod=mod,

@@ -205,13 +205,16 @@ def test_the_search_stops_at_the_time_cap_and_keeps_what_it_measured(small_model
     assert not meta_schedule_files, "the search left log files open"
 
 
-def test_a_target_this_machine_cannot_measure_uses_records_or_defaults_and_says_so(small_model, tmp_path) -> None:
+def test_a_target_this_machine_cannot_measure_uses_records_or_search_free_schedules_and_says_so(
+    small_model, tmp_path
+) -> None:
     model = onnx.load(str(small_model))
     spec = inspect_model(model, None, {})
     target = resolve_target({"TargetPlatform": {"Os": "LINUX", "Arch": "ARM64"}})
     messages: list[str] = []
     _, report = schedule_module(import_model(model, spec), target, tmp_path, TuningRequest(trials=8), messages.append)
-    assert report.trials_run == 0 and report.source.startswith("TVM's default schedules")
+    assert report.trials_run == 0 and report.source.startswith("search-free schedules")
+    assert report.search_free == report.tasks > 0 and not report.untuned_warning(target)
     assert any("cannot be measured on this machine" in m for m in messages)
 
 
