@@ -14,6 +14,27 @@ def _model(nodes, inputs, outputs, initializers) -> onnx.ModelProto:
     return model
 
 
+def conv_model(side: int, weight: np.ndarray, **conv_attrs: object) -> onnx.ModelProto:
+    """One convolution (with bias) on a [1, CI, side, side+1] input; the width is odd on purpose (edge tiles)."""
+    channels_out, channels_in = weight.shape[0], weight.shape[1] * int(conv_attrs.get("group", 1))
+    bias = np.linspace(-1, 1, channels_out, dtype=np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w", "b"], ["y"], **conv_attrs)],
+        "conv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels_in, side, side + 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(bias, "b")],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+
+
+def import_relax(model: onnx.ModelProto):
+    """The model as a Relax module with its weights as constants, as the packaging pipeline imports it."""
+    from tvm.relax.frontend.onnx import from_onnx
+
+    return from_onnx(model, keep_params_in_input=False)
+
+
 def classifier(
     batch: int | str = "N",
     size: int | str = 64,

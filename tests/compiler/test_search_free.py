@@ -1,0 +1,136 @@
+"""Search-free CPU schedules: packed direct convolutions, the shape rules, vectorisable exponentials; each checked
+against ONNX Runtime through the packaging pipeline's own scheduling (compiler/build/tuning.py: schedule_module)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from compiler.build.fast_math import use_fast_math
+from compiler.build.packed_conv import pack_weights, use_packed_convolutions
+from compiler.build.search_free import search_free_schedule, simd_lanes, spatial_tiles
+from compiler.build.targets import resolve_target
+from compiler.build.tuning import TuningRequest, schedule_module, tuning_tasks
+from compiler.build.tvm_build import tvm_target
+from tests.models import conv_model, import_relax
+
+X86 = {"TargetPlatform": {"Os": "LINUX", "Arch": "X86_64"}}  # core-avx2: 8 lanes, runs on any AVX2 machine
+
+
+def _run_scheduled(model: onnx.ModelProto, inputs: dict[str, np.ndarray], tmp_path) -> tuple[list, object]:
+    """The model scheduled as a packaging job with no search would schedule it, compiled for this machine, run."""
+    import tvm
+    from tvm import relax
+
+    target = resolve_target(X86)
+    mod, report = schedule_module(import_relax(model), target, tmp_path, TuningRequest(), lambda _: None)
+    vm = relax.VirtualMachine(tvm.compile(mod, tvm_target(target)), tvm.cpu())
+    out = vm["main"](*(tvm.runtime.tensor(value) for value in inputs.values()))
+    return [out.numpy()] if hasattr(out, "numpy") else [o.numpy() for o in out], report
+
+
+def _onnx_runtime(model: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> list:
+    import onnxruntime as ort
+
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, inputs)
+
+
+@pytest.mark.parametrize(
+    ("channels", "kernel", "side", "conv_attrs"),
+    [
+        ((16, 8), 3, 20, {"pads": [1, 1, 1, 1], "strides": [2, 2]}),
+        ((20, 6), 3, 12, {"pads": [0, 1, 2, 1]}),  # output channels not a whole number of vectors; uneven padding
+        ((8, 4), 3, 12, {"pads": [2, 2, 2, 2], "dilations": [2, 2]}),
+        ((24, 16), 1, 9, {}),
+        ((16, 3), 7, 30, {"pads": [3, 3, 3, 3], "strides": [2, 2]}),  # a ResNet stem
+        ((12, 12), 3, 12, {"pads": [1, 1, 1, 1], "group": 12}),  # depthwise: stays a grouped conv2d
+    ],
+    ids=["stride-2", "ragged-channels", "dilated", "1x1", "stem-7x7", "depthwise"],
+)
+def test_convolutions_on_search_free_schedules_match_onnx_runtime(channels, kernel, side, conv_attrs, tmp_path) -> None:
+    channels_out, channels_in = channels
+    rng = np.random.default_rng(3)
+    shape = (channels_out, channels_in // int(conv_attrs.get("group", 1)), kernel, kernel)
+    model = conv_model(side, rng.normal(0, 0.2, shape).astype(np.float32), **conv_attrs)
+    image = {"x": rng.normal(0, 1, (1, channels_in, side, side + 1)).astype(np.float32)}
+    (got,), report = _run_scheduled(model, image, tmp_path)
+    (expected,) = _onnx_runtime(model, image)
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4 * float(np.abs(expected).max()))
+    assert report.search_free == report.tasks > 0 and report.records_used == 0
+    kernels = report.tasks
+    assert report.describe().endswith(f"tuned kernels applied: 0 of {kernels}; search-free schedules: {kernels}.")
+
+
+def test_only_ungrouped_convolutions_with_constant_weights_are_packed() -> None:
+    weight = np.ones((8, 8, 3, 3), dtype=np.float32)
+    packed = use_packed_convolutions(import_relax(conv_model(10, weight, pads=[1, 1, 1, 1])), 8).script()
+    assert "R.nn.conv2d(" not in packed and "packed_conv" in packed
+    grouped = np.ones((8, 4, 3, 3), dtype=np.float32)
+    kept = use_packed_convolutions(import_relax(conv_model(10, grouped, pads=[1, 1, 1, 1], group=2)), 8).script()
+    assert "R.nn.conv2d(" in kept and "packed_conv" not in kept
+
+
+def test_weights_are_packed_by_output_channel_block_with_zeros_past_the_last_channel() -> None:
+    weight = np.arange(20 * 2 * 1 * 1, dtype=np.float32).reshape(20, 2, 1, 1)
+    packed = pack_weights(weight, 8)
+    assert packed.shape == (3, 2, 1, 1, 8)
+    assert packed[1, 1, 0, 0, 3] == weight[8 + 3, 1, 0, 0] and not packed[2, :, :, :, 4:].any()
+
+
+def test_the_rules_vectorise_the_innermost_loop_and_register_block_the_next() -> None:
+    # A packed convolution's [N, CO/v, OH, OW, v]: the lanes whole, 8 output columns per register block.
+    tiles = spatial_tiles([1, 6, 56, 56, 16], 16)
+    assert tiles == [[1, 1, 1, 1], [6, 1, 1, 1], [56, 1, 1, 1], [7, 1, 1, 8], [1, 1, 1, 16]]
+    # A row of 7 (ResNet's last stage): the largest divisors that fit.
+    assert spatial_tiles([1, 32, 7, 7], 16)[-2:] == [[1, 1, 1, 7], [1, 1, 1, 7]]
+
+
+@pytest.mark.parametrize(
+    ("platform", "mattr", "lanes", "vector_fma"),
+    [("X86_64", None, 8, "vfmadd"), ("ARM64", ["+neon"], 4, "fmla\tv")],
+    ids=["x86_64-avx2", "arm64-neon"],
+)
+def test_a_packed_convolution_is_parallel_and_vectorised_for_the_targets_simd(
+    platform, mattr, lanes, vector_fma
+) -> None:
+    import json
+
+    import tvm
+
+    options = {"CompilerOptions": json.dumps({"mattr": mattr})} if mattr else {}
+    target = resolve_target({"TargetPlatform": {"Os": "LINUX", "Arch": platform}, **options})
+    weight = np.random.default_rng(0).normal(0, 1, (32, 16, 3, 3)).astype(np.float32)
+    model = import_relax(conv_model(14, weight, pads=[1, 1, 1, 1]))
+    _, measured_for, tasks = tuning_tasks(model, target, winograd=False)
+    assert simd_lanes(measured_for) == lanes
+    (task,) = [t for t in tasks if "packed_conv" in t.task_name]
+    schedule = search_free_schedule(task.dispatched[0], measured_for)
+    script = schedule.mod.script()
+    assert "T.parallel(" in script and f"T.vectorized(T.int64({lanes}))" in script
+    assembly = tvm.compile(schedule.mod, tvm_target(target)).inspect_source("asm")
+    assert vector_fma in assembly, f"no {vector_fma} in the {platform} code"
+
+
+def test_exponentials_become_vectorisable_approximations_that_match_onnx_runtime(tmp_path) -> None:
+    nodes = [
+        helper.make_node("Sigmoid", ["x"], ["s"]),
+        helper.make_node("Mul", ["x", "s"], ["silu"]),
+        helper.make_node("Exp", ["silu"], ["e"]),
+        helper.make_node("Softmax", ["e"], ["y"], axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "exponentials",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    rewritten = use_fast_math(import_relax(model)).script()
+    assert not any(op in rewritten for op in ("R.sigmoid(", "R.exp(", "R.nn.softmax("))
+    values = {"x": np.linspace(-8, 3, 64, dtype=np.float32).reshape(1, 64)}
+    (got,), _ = _run_scheduled(model, values, tmp_path)
+    (expected,) = _onnx_runtime(model, values)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
