@@ -17,7 +17,8 @@ import numpy as np
 
 from compiler.build.relax_rewrites import constant_float_weights, rewrite_calls
 
-PACKED_CONV_BLOCK = "packed_conv"  # the blocked product's TE stage (compiler/build/search_free.py looks for it)
+# The TE stages of the blocked product and of its unpacking to NCHW (compiler/build/search_free.py looks for them).
+PACKED_CONV_BLOCK, PACKED_CONV_OUTPUT_BLOCK = "packed_conv", "packed_conv_output"
 
 
 def pack_weights(weight: np.ndarray, lanes: int) -> np.ndarray:
@@ -70,7 +71,7 @@ def packed_convolution(
     return te.compute(
         (batch, channels_out, out_h, out_w),
         lambda n, o, y, x: blocked[n, o // lanes, y, x, o % lanes],
-        name="packed_conv_output",
+        name=PACKED_CONV_OUTPUT_BLOCK,
     )
 
 

@@ -20,7 +20,7 @@ import inspect
 import sys
 from typing import Any
 
-from compiler.build.packed_conv import PACKED_CONV_BLOCK
+from compiler.build.packed_conv import PACKED_CONV_BLOCK, PACKED_CONV_OUTPUT_BLOCK
 
 REGISTER_BLOCK = 8
 UNROLL_STEPS = 64
@@ -104,6 +104,7 @@ def _decide(trace: Any, mod: Any, lanes: int) -> Any:
     """The schedule of `trace`'s design space with every sampled decision made by the rules."""
     from tvm import s_tir
 
+    trace = _unpacking_kept_at_root(trace)
     plans = iter([tile for extents in _tile_groups(trace, mod) for tile in spatial_tiles(extents, lanes)])
     schedule = s_tir.Schedule(mod)
 
@@ -129,6 +130,26 @@ def _decide(trace: Any, mod: Any, lanes: int) -> Any:
     schedule.unannotate(root, "meta_schedule.vectorize")
     schedule.annotate(root, "meta_schedule.vectorize", lanes)
     return schedule
+
+
+def _unpacking_kept_at_root(trace: Any) -> Any:
+    """`trace` without the sampled compute location of a packed convolution's unpacking (the rules put it at the
+    root, a no-op, before _fuse_epilogues moves it): left in, a search could mutate it (e.g. inline it), and the
+    steps of _fuse_epilogues would no longer replay."""
+    from tvm.s_tir.schedule import Trace
+
+    names, dropped, kept = {}, [], []
+    for inst in trace.insts:
+        kind = inst.kind.name
+        if kind == "GetSBlock":
+            names[inst.outputs[0]] = str(inst.attrs[0])
+        if kind == "SampleComputeLocation" and names.get(inst.inputs[0]) == PACKED_CONV_OUTPUT_BLOCK:
+            dropped.append(inst.outputs[0])
+            continue
+        if kind == "ComputeAt" and any(inst.inputs[1].same_as(loop) for loop in dropped):
+            continue
+        kept.append(inst)
+    return Trace(kept, {inst: decision for inst, decision in trace.decisions.items() if inst in kept})
 
 
 def _fuse_epilogues(schedule: Any) -> None:
@@ -177,6 +198,7 @@ def search_free_schedule(mod: Any, target: Any) -> Any | None:
     lanes = simd_lanes(target)
     for space in context.generate_design_space():
         schedule = _decide(space.trace, mod, lanes)
+        schedule.enter_postproc()  # what follows is re-derived on replay, not part of the design
         if all(postproc.apply(schedule) for postproc in context.space_generator.postprocs):
             return schedule
     return None
