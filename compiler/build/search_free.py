@@ -8,7 +8,8 @@ structure; these rules replace each of its random decisions with the choice a ke
   columns, an image row) becomes the vector, as many lanes as the target's SIMD width allows; the loop outside it
   a register block of up to REGISTER_BLOCK; everything else the outer, parallel loops;
 - reduction tiles: whole, outside the register tile, so each accumulator stays in a register;
-- unrolling: up to UNROLL_STEPS steps; producers (padding) computed once at the root.
+- unrolling: up to UNROLL_STEPS steps; producers (padding) computed once at the root;
+- a packed convolution's unpacking and epilogue run inside its tile (compiler/build/packed_conv.py).
 
 The rules were chosen by measuring variants of ResNet, MobileNet and U-Net kernels on Zen 4 (see
 benchmarks/model_zoo_latency.py); a tuning search can still beat them, and its records take precedence.
@@ -165,7 +166,10 @@ def _fuse_epilogues(schedule: Any) -> None:
         convolution = schedule.get_sblock(PACKED_CONV_BLOCK)
     except s_tir.ScheduleError:  # not a packed convolution (nothing is recorded in the trace)
         return
-    (writer,) = schedule.get_consumers(convolution)
+    consumers = schedule.get_consumers(convolution)
+    if len(consumers) != 1:
+        return
+    writer = consumers[0]
     tile_loop = _last_shared_loop(schedule, convolution, writer)
     while tile_loop is not None:
         consumers = schedule.get_consumers(writer)

@@ -156,6 +156,8 @@ def test_search_reports_progress_and_stores_records_that_the_next_run_reuses(sma
     messages: list[str] = []
     mod, report = schedule_module(import_model(model, spec), target, tmp_path, TuningRequest(trials=8), messages.append)
     assert report.source.startswith("tuned here") and report.trials_run >= 8 and report.records_used >= 1
+    # The search started from each task's measured search-free schedule: every kernel holds a record.
+    assert report.records_used == report.tasks and report.search_free == 0
     assert any(m.startswith("Tuning ") and "/8 trials" in m for m in messages), messages
     records = tmp_path / "tuning" / "x86_64-core-avx2" / "database_tuning_record.json"
     assert records.read_text().count("\n") >= 8
