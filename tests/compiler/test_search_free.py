@@ -110,7 +110,7 @@ def test_a_packed_convolution_is_parallel_and_vectorised_for_the_targets_simd(
     schedule = search_free_schedule(task.dispatched[0], measured_for)
     script = schedule.mod.script()
     assert "T.parallel(" in script and f"T.vectorized(T.int64({lanes}))" in script
-    assembly = tvm.compile(schedule.mod, tvm_target(target)).inspect_source("asm")
+    assembly = tvm.compile(schedule.mod, tvm_target(target)).mod.inspect_source("asm")
     assert vector_fma in assembly, f"no {vector_fma} in the {platform} code"
 
 
