@@ -1,7 +1,7 @@
 """The model zoo (benchmarks/model_zoo.py: ResNet-18 at 256², ResNet-50, MobileNetV2/V3, EfficientNet-B0, a
-U-Net-like model) packaged by real jobs for this machine's CPU and timed against ONNX Runtime, side by side: each
-runtime in its own process, in alternating rounds (benchmarks/isolated_runners.py). Needs the test extra (torch,
-torchvision for building the zoo).
+U-Net-like model) packaged by real jobs for this machine's CPU (x86_64, or ARM64 when run on one) and timed
+against ONNX Runtime, side by side: each runtime in its own process, in alternating rounds
+(benchmarks/isolated_runners.py). Needs the test extra (torch, torchvision for building the zoo).
 
     python benchmarks/model_zoo_latency.py [--repeats 10] [--mcpu NAME] [--tuning-minutes M] [--models A,B]
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import platform
 import sys
 import tempfile
 import time
@@ -27,7 +28,10 @@ import numpy as np  # noqa: E402
 
 from benchmarks.isolated_runners import RunnerSpec, interleaved_medians  # noqa: E402
 from benchmarks.model_zoo import ZOO, export  # noqa: E402
-from benchmarks.performance import X86, host_cpu  # noqa: E402
+from benchmarks.performance import host_cpu  # noqa: E402
+
+# This machine's platform: on an ARM64 device (with the compiler installed) the script packages for ARM64.
+PLATFORM = {"Os": "LINUX", "Arch": "ARM64" if platform.machine() == "aarch64" else "X86_64"}
 
 
 def package(service: object, onnx_path: Path, name: str, version: str, options: dict, out: Path) -> tuple[Path, float]:
@@ -36,7 +40,7 @@ def package(service: object, onnx_path: Path, name: str, version: str, options: 
 
     component = "com.example." + "".join(c for c in name if c.isalnum())
     request = PackagingRequest("zoo", onnx_path, {}, component, version)
-    configuration = {"TargetPlatform": X86, "CompilerOptions": json.dumps(options)}
+    configuration = {"TargetPlatform": PLATFORM, "CompilerOptions": json.dumps(options)}
     started = time.perf_counter()
     bundles = package_models(service, [request], out, {component: configuration})
     return bundles[f"{component}-{version}"], time.perf_counter() - started

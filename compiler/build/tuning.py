@@ -353,6 +353,8 @@ def schedule_module(
     imported = mod
     mod, tvm_target, tasks = tuning_tasks(imported, target)
     own, readers, names = _open_databases(target, data_dir, request)
+    if not gpu and not _winograd_covered(readers, tasks):  # a search then refines what default packaging uses
+        mod, tvm_target, tasks = tuning_tasks(imported, target, winograd=False)
     wanted = request.trials - _records_for(own, tasks)
     tuning = TuningReport(source="stored tuning records", databases=names)
     if request.trials and wanted > 0:
@@ -363,8 +365,6 @@ def schedule_module(
             )
         else:
             tuning = _search(mod, tvm_target, own, request, wanted, tasks, report, names, data_dir)
-    if not gpu and not _winograd_covered(readers, tasks):
-        mod, tvm_target, tasks = tuning_tasks(imported, target, winograd=False)
     database = readers[0] if len(readers) == 1 else ms.database.UnionDatabase(*readers)
     untuned = [t for t in tasks if not _has_record(readers, t)]
     tuning.records_used = len(tasks) - len(untuned)
