@@ -36,13 +36,14 @@ PLATFORM = {"Os": "LINUX", "Arch": "ARM64" if platform.machine() == "aarch64" el
 
 def package(service: object, onnx_path: Path, name: str, version: str, options: dict, out: Path) -> tuple[Path, float]:
     """One real packaging job for this machine's CPU: the exported model.zip and the job's wall time (s)."""
+    timeout = options.get("tuning-minutes", 0) * 60 + 600  # the search, then the compile and checks
     from tests.agent_harness import PackagingRequest, package_models
 
     component = "com.example." + "".join(c for c in name if c.isalnum())
     request = PackagingRequest("zoo", onnx_path, {}, component, version)
     configuration = {"TargetPlatform": PLATFORM, "CompilerOptions": json.dumps(options)}
     started = time.perf_counter()
-    bundles = package_models(service, [request], out, {component: configuration})
+    bundles = package_models(service, [request], out, {component: configuration}, timeout)
     return bundles[f"{component}-{version}"], time.perf_counter() - started
 
 

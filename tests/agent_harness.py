@@ -43,9 +43,10 @@ def package_models(
     requests: list[PackagingRequest],
     out: Path,
     configurations: dict[str, dict[str, Any]] | None = None,
+    timeout: float = 300.0,
 ) -> dict[str, Path]:
     """Run a real packaging job for each request (x86_64 CPU unless `configurations` gives a component other
-    target keys) and export it; returns "<component>-<version>" → model.zip."""
+    target keys), each given `timeout` seconds, and export it; returns "<component>-<version>" → model.zip."""
     jobs = []
     for request in requests:
         projects = {p["ProjectName"] for p in service.call("ListProjects", {})["Projects"]}
@@ -73,7 +74,7 @@ def package_models(
         jobs.append((request, job))
     archives = {}
     for request, job in jobs:
-        description = wait_for_job(service, request.project, job)
+        description = wait_for_job(service, request.project, job, timeout)
         assert description["Status"] == "SUCCEEDED", description["StatusMessage"]
         exported = service.call(
             "ExportComponent",
