@@ -134,3 +134,30 @@ def test_exponentials_become_vectorisable_approximations_that_match_onnx_runtime
     (got,), _ = _run_scheduled(model, values, tmp_path)
     (expected,) = _onnx_runtime(model, values)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_a_search_free_trace_replays_whatever_compute_locations_a_search_mutates() -> None:
+    """Tuning starts from the search-free schedules, and its mutations change their sampled compute locations;
+    the replay must then apply or refuse cleanly (ScheduleError), never break on the epilogue-fusion steps."""
+    from tvm import s_tir
+
+    target = resolve_target(X86)
+    weight = np.random.default_rng(0).normal(0, 1, (32, 16, 3, 3)).astype(np.float32)
+    model = import_relax(conv_model(14, weight, pads=[1, 1, 1, 1], strides=[2, 2]))
+    _, measured_for, tasks = tuning_tasks(model, target, winograd=False)
+    (task,) = [t for t in tasks if "packed_conv" in t.task_name]
+    trace = search_free_schedule(task.dispatched[0], measured_for).trace
+    locations = [inst for inst in trace.insts if inst.kind.name == "SampleComputeLocation"]
+    assert locations, "the padding's compute location is sampled"
+
+    def replays(mutated: object, location: int) -> bool:
+        def provide(inst: object, _inputs: list, _attrs: list, decision: object) -> object:
+            return location if inst.same_as(mutated) else decision
+
+        try:
+            trace.apply_to_schedule(s_tir.Schedule(task.dispatched[0]), True, provide)
+        except s_tir.ScheduleError:  # a location that is not valid for the block: refused, as a search expects
+            return False
+        return True
+
+    assert sum(replays(mutated, location) for mutated in locations for location in range(-2, 6)) >= 2
