@@ -308,6 +308,7 @@ def tuning_tasks(mod: Any, target: TargetSpec, winograd: bool = True) -> tuple[A
     import tvm.s_tir.meta_schedule as ms
     from tvm import relax
 
+    from compiler.build.depthwise_conv import use_depthwise_convolutions
     from compiler.build.fast_math import use_fast_math
     from compiler.build.packed_conv import use_packed_convolutions
     from compiler.build.scalar_constants import lift_scalar_constants
@@ -317,7 +318,9 @@ def tuning_tasks(mod: Any, target: TargetSpec, winograd: bool = True) -> tuple[A
 
     tvm_target = build_target(target)
     if target.accelerator != "nvidia":
-        mod = use_fast_math(use_packed_convolutions(use_winograd(mod) if winograd else mod, simd_lanes(tvm_target)))
+        lanes = simd_lanes(tvm_target)
+        mod = use_packed_convolutions(use_winograd(mod) if winograd else mod, lanes)
+        mod = use_fast_math(use_depthwise_convolutions(mod, lanes))
         # CPU kernels are scheduled and measured for the threads the agent runs them on (one per physical core).
         tvm_target = tvm.target.Target({**tvm_target.export(), "num-cores": configure_thread_pool()})
     mod = relax.get_pipeline("zero")(lift_scalar_constants(mod))

@@ -8,6 +8,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from compiler.build.depthwise_conv import use_depthwise_convolutions, widened
 from compiler.build.fast_math import use_fast_math
 from compiler.build.packed_conv import pack_weights, use_packed_convolutions
 from compiler.build.search_free import search_free_schedule, simd_lanes, spatial_tiles
@@ -45,9 +46,24 @@ def _onnx_runtime(model: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> list
         ((8, 4), 3, 12, {"pads": [2, 2, 2, 2], "dilations": [2, 2]}),
         ((24, 16), 1, 9, {}),
         ((16, 3), 7, 30, {"pads": [3, 3, 3, 3], "strides": [2, 2]}),  # a ResNet stem
-        ((12, 12), 3, 12, {"pads": [1, 1, 1, 1], "group": 12}),  # depthwise: stays a grouped conv2d
+        ((12, 12), 3, 12, {"pads": [1, 1, 1, 1], "group": 12}),  # depthwise; rows of 13 widened to 16
+        ((16, 16), 5, 23, {"pads": [2, 2, 2, 2], "strides": [2, 2], "group": 16}),  # EfficientNet's 5×5, stride 2
+        ((16, 8), 3, 6, {"pads": [0, 1, 2, 1], "group": 8}),  # channel multiplier 2, uneven padding, 7-wide rows
+        ((8, 8), 3, 12, {"pads": [2, 2, 2, 2], "dilations": [2, 2], "group": 8}),
+        ((8, 4), 3, 10, {"pads": [1, 1, 1, 1], "group": 2}),  # grouped, 2 channels per group: TVM's own kernel
     ],
-    ids=["stride-2", "ragged-channels", "dilated", "1x1", "stem-7x7", "depthwise"],
+    ids=[
+        "stride-2",
+        "ragged-channels",
+        "dilated",
+        "1x1",
+        "stem-7x7",
+        "depthwise",
+        "depthwise-5x5-stride-2",
+        "depthwise-multiplier-2",
+        "depthwise-dilated",
+        "grouped",
+    ],
 )
 def test_convolutions_on_search_free_schedules_match_onnx_runtime(channels, kernel, side, conv_attrs, tmp_path) -> None:
     channels_out, channels_in = channels
@@ -73,6 +89,25 @@ def test_only_ungrouped_convolutions_with_constant_weights_are_packed() -> None:
     assert "R.nn.conv2d(" in kept and "packed_conv" not in kept
 
 
+@pytest.mark.parametrize(
+    ("weight_shape", "group", "rewritten"),
+    [((8, 1, 3, 3), 8, True), ((16, 1, 3, 3), 8, True), ((8, 2, 3, 3), 4, False), ((8, 8, 3, 3), 1, False)],
+    ids=["depthwise", "multiplier-2", "two-channels-per-group", "ungrouped"],
+)
+def test_only_convolutions_reading_one_input_channel_per_output_become_depthwise_kernels(
+    weight_shape, group, rewritten
+) -> None:
+    model = import_relax(conv_model(10, np.ones(weight_shape, dtype=np.float32), pads=[1, 1, 1, 1], group=group))
+    script = use_depthwise_convolutions(model, 8).script()
+    assert ("depthwise_conv" in script) == rewritten and ("R.nn.conv2d(" in script) != rewritten
+
+
+def test_depthwise_rows_are_widened_to_whole_vectors_of_the_fewest_lanes_that_hold_them() -> None:
+    assert [widened(width, 16) for width in (7, 13, 14, 28, 56, 112)] == [8, 16, 16, 32, 64, 112]
+    assert [widened(width, 8) for width in (7, 14, 56)] == [8, 16, 56]
+    assert [widened(width, 4) for width in (3, 7)] == [4, 8]
+
+
 def test_weights_are_packed_by_output_channel_block_with_zeros_past_the_last_channel() -> None:
     weight = np.arange(20 * 2 * 1 * 1, dtype=np.float32).reshape(20, 2, 1, 1)
     packed = pack_weights(weight, 8)
@@ -93,8 +128,13 @@ def test_the_rules_vectorise_the_innermost_loop_and_register_block_the_next() ->
     [("X86_64", None, 8, "vfmadd"), ("ARM64", ["+neon"], 4, "fmla\tv")],
     ids=["x86_64-avx2", "arm64-neon"],
 )
-def test_a_packed_convolution_is_parallel_and_vectorised_for_the_targets_simd(
-    platform, mattr, lanes, vector_fma
+@pytest.mark.parametrize(
+    ("kernel", "weight_shape", "group"),
+    [("packed_conv", (32, 16, 3, 3), 1), ("depthwise_conv", (16, 1, 3, 3), 16)],
+    ids=["packed", "depthwise"],
+)
+def test_a_convolution_is_parallel_and_vectorised_for_the_targets_simd(
+    platform, mattr, lanes, vector_fma, kernel, weight_shape, group
 ) -> None:
     import json
 
@@ -102,11 +142,11 @@ def test_a_packed_convolution_is_parallel_and_vectorised_for_the_targets_simd(
 
     options = {"CompilerOptions": json.dumps({"mattr": mattr})} if mattr else {}
     target = resolve_target({"TargetPlatform": {"Os": "LINUX", "Arch": platform}, **options})
-    weight = np.random.default_rng(0).normal(0, 1, (32, 16, 3, 3)).astype(np.float32)
-    model = import_relax(conv_model(14, weight, pads=[1, 1, 1, 1]))
+    weight = np.random.default_rng(0).normal(0, 1, weight_shape).astype(np.float32)
+    model = import_relax(conv_model(14, weight, pads=[1, 1, 1, 1], group=group))
     _, measured_for, tasks = tuning_tasks(model, target, winograd=False)
     assert simd_lanes(measured_for) == lanes
-    (task,) = [t for t in tasks if "packed_conv" in t.task_name]
+    (task,) = [t for t in tasks if kernel in t.task_name]
     schedule = search_free_schedule(task.dispatched[0], measured_for)
     script = schedule.mod.script()
     assert "T.parallel(" in script and f"T.vectorized(T.int64({lanes}))" in script
@@ -161,3 +201,30 @@ def test_a_search_free_trace_replays_whatever_compute_locations_a_search_mutates
         return True
 
     assert sum(replays(mutated, location) for mutated in locations for location in range(-2, 6)) >= 2
+
+
+def test_a_depthwise_trace_replays_whatever_tiles_a_search_mutates() -> None:
+    """A search mutates the seed's tile sizes; the rules' per-plane padding step must replay under each of them
+    (a perfect tile moved between levels, for every tiled loop)."""
+    from tvm import s_tir
+
+    weight = np.random.default_rng(0).normal(0, 1, (24, 1, 3, 3)).astype(np.float32)
+    model = import_relax(conv_model(20, weight, pads=[1, 1, 1, 1], group=24))
+    _, measured_for, tasks = tuning_tasks(model, resolve_target(X86), winograd=False)
+    (task,) = [t for t in tasks if "depthwise_conv" in t.task_name]
+    trace = search_free_schedule(task.dispatched[0], measured_for).trace
+    tiles = [inst for inst in trace.insts if inst.kind.name == "SamplePerfectTile" and int(inst.attrs[0]) == 4]
+    assert len(tiles) == 4, "batch, channel, rows and columns are tiled"
+    replayed = 0
+    for mutated in tiles:
+        decision = [int(f) for f in trace.decisions[mutated]]
+        for moved in (decision[1:] + decision[:1], decision[-1:] + decision[:-1]):
+
+            def provide(inst: object, _inputs: list, _attrs: list, original: object, change=(mutated, moved)) -> object:
+                return change[1] if inst.same_as(change[0]) else original
+
+            schedule = s_tir.Schedule(task.dispatched[0])
+            trace.apply_to_schedule(schedule, True, provide)
+            assert "depthwise_conv_padded" in schedule.mod.script()
+            replayed += 1
+    assert replayed == 8
