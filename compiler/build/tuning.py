@@ -23,6 +23,7 @@ import numpy as np
 
 from compiler.api.errors import ValidationException
 from compiler.build.candidate_builds import build_candidates, failure_text
+from compiler.build.cost_model_store import load_cost_model, save_cost_model
 from compiler.build.search_free import register_tensor_intrinsics, search_free_records
 from compiler.build.targets import TargetSpec
 from compiler.jobs.scratch import scratch_folder
@@ -279,15 +280,19 @@ def shipped_set(target: TargetSpec) -> Path | None:
     return None
 
 
+def records_folder(target: TargetSpec, data_dir: Path) -> Path:
+    """Where the service keeps `target`'s tuning records and cost model."""
+    return data_dir / "tuning" / database_key(target)
+
+
 def _open_databases(target: TargetSpec, data_dir: Path, request: TuningRequest) -> tuple[Any, list[Any], list[str]]:
     """The writable per-target database, every database to read from, and names for them."""
     import tvm.s_tir.meta_schedule as ms
 
-    key = database_key(target)
-    own_dir = data_dir / "tuning" / key
+    own_dir = records_folder(target, data_dir)
     own_dir.mkdir(parents=True, exist_ok=True)
     own = ms.database.JSONDatabase(work_dir=str(own_dir))
-    readers, names = [own], [f"service records ({key})"]
+    readers, names = [own], [f"service records ({own_dir.name})"]
     shipped = shipped_set(target) if request.shipped_records else None
     if shipped is not None:
         readers.append(ms.database.JSONDatabase(work_dir=str(shipped), allow_missing=False))
@@ -367,7 +372,8 @@ def schedule_module(
                 "(tuning-database), else search-free schedules."
             )
         else:
-            tuning = _search(mod, tvm_target, own, request, wanted, tasks, report, names, data_dir)
+            folder = records_folder(target, data_dir)
+            tuning = _search(mod, tvm_target, own, request, wanted, tasks, report, names, data_dir, folder)
     database = readers[0] if len(readers) == 1 else ms.database.UnionDatabase(*readers)
     untuned = [t for t in tasks if not _has_record(readers, t)]
     tuning.records_used = len(tasks) - len(untuned)
@@ -429,6 +435,7 @@ def _search(
     report: Progress,
     names: list,
     data_dir: Path,
+    records: Path,
 ) -> TuningReport:
     import tvm.s_tir.meta_schedule as ms
 
@@ -448,6 +455,7 @@ def _search(
 
     stopped = False
     register_tensor_intrinsics()
+    cost_model = load_cost_model(records, int(target.attrs["num-cores"]))
     with scratch_folder(data_dir, "tune") as work, _meta_schedule_logging():
         builder, runner, callback = _make_measurers(work, deadline, progress)
         seed_with_search_free(tasks, target, own, builder, runner)
@@ -462,6 +470,7 @@ def _search(
                 builder=builder,
                 runner=runner,
                 database=own,
+                cost_model=cost_model,
                 measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), callback],
                 strategy=ms.search_strategy.EvolutionarySearch(population_size=256, genetic_num_iters=2),
             )
@@ -469,6 +478,7 @@ def _search(
             if time.time() <= deadline:
                 raise
             stopped = True
+    save_cost_model(cost_model, records)  # after MetaSchedule's loggers are closed: it logs the save
     return TuningReport(
         source="tuned here (stopped at the time budget)" if stopped else "tuned here",
         trials_run=state["trials"],

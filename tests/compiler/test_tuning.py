@@ -14,6 +14,7 @@ import pytest
 
 from compiler.api.errors import ValidationException
 from compiler.build.candidate_builds import build_candidates
+from compiler.build.cost_model_store import load_cost_model
 from compiler.build.parity import golden_input, run_onnx_runtime
 from compiler.build.targets import parse_compiler_options, resolve_target
 from compiler.build.tuning import (
@@ -161,6 +162,8 @@ def test_search_reports_progress_and_stores_records_that_the_next_run_reuses(sma
     assert any(m.startswith("Tuning ") and "/8 trials" in m for m in messages), messages
     records = tmp_path / "tuning" / "x86_64-core-avx2" / "database_tuning_record.json"
     assert records.read_text().count("\n") >= 8
+    # The cost model is kept beside the records, with what it learnt: the next search starts from it.
+    assert load_cost_model(records.parent, 2).data_size >= 8
 
     import tvm
     from tvm import relax
