@@ -1,12 +1,12 @@
 """Depthwise convolutions for CPU targets computed on rows widened to whole vectors, one channel plane at a time.
 
 TVM's grouped convolution vectorises along an output row; MobileNet's and EfficientNet's rows are 7–112 wide,
-rarely a whole number of SIMD vectors, and its padded input and epilogue are separate passes over memory. Here a
-convolution whose every output channel reads one input channel becomes one TE function of three stages: the
-padded input plane, widened on the right with zeros so that the product's rows are a whole number of vectors;
-the product `[N, C, OH, OW']` (OW' = OW rounded up to the vector width); and its cropping to `[N, C, OH, OW]`,
-which the following bias and activation fuse into. compiler/build/search_free.py computes the padding per channel
-and the crop and its epilogue inside the product's tile, so the plane stays in cache: one pass over memory.
+rarely a whole number of SIMD vectors, and its padded input is a separate pass over memory. Here a convolution
+whose every output channel reads one input channel becomes one TE function of three stages: the padded input
+plane, widened on the right with zeros so that the product's rows are a whole number of vectors; the product
+`[N, C, OH, OW']` (OW' = OW rounded up to the vector width); and its cropping to `[N, C, OH, OW]`, which the
+following bias and activation fuse into. compiler/build/search_free.py pads one channel plane at a time, inside
+the product's channel loop, so each plane is convolved while still in cache.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 from compiler.build.relax_rewrites import constant_float_weights, rewrite_calls
 
-# The TE stages compiler/build/search_free.py looks for: the padded plane, the widened product, its cropping.
+# The TE stages: the padded plane and the widened product (compiler/build/search_free.py places both), its cropping.
 DEPTHWISE_PADDED_BLOCK = "depthwise_conv_padded"
 DEPTHWISE_BLOCK, DEPTHWISE_OUTPUT_BLOCK = "depthwise_conv", "depthwise_conv_output"
 
