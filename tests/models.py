@@ -65,6 +65,40 @@ def classifier(
     return _model(nodes, inputs, outputs, [w, fc, *rows])
 
 
+def mobilenet_like(size: int = 30) -> onnx.ModelProto:
+    """A MobileNet-style classifier [1, 3, size, size] → scores [1, 4]: stem conv (stride 2), depthwise 3×3 with
+    ReLU6, pointwise 1×1, depthwise 5×5 stride 2 with a channel multiplier of 2, global pool, gemm, softmax."""
+    rng = np.random.default_rng(7)
+
+    def weights(name: str, *shape: int) -> onnx.TensorProto:
+        return numpy_helper.from_array(rng.normal(0, 0.4, shape).astype(np.float32), name)
+
+    nodes = [
+        helper.make_node("Conv", ["input", "stem"], ["s"], strides=[2, 2], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["s"], ["s_relu"]),
+        helper.make_node("Conv", ["s_relu", "dw3"], ["d"], group=16, pads=[1, 1, 1, 1]),
+        helper.make_node("Clip", ["d", "zero", "six"], ["d_relu6"]),
+        helper.make_node("Conv", ["d_relu6", "pw"], ["p"]),
+        helper.make_node("Conv", ["p", "dw5"], ["q"], group=24, strides=[2, 2], pads=[2, 2, 2, 2]),
+        helper.make_node("GlobalAveragePool", ["q"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("Gemm", ["f", "fc"], ["logits"], transB=1),
+        helper.make_node("Softmax", ["logits"], ["scores"], axis=1),
+    ]
+    initializers = [
+        weights("stem", 16, 3, 3, 3),
+        weights("dw3", 16, 1, 3, 3),
+        weights("pw", 24, 16, 1, 1),
+        weights("dw5", 48, 1, 5, 5),
+        weights("fc", 4, 48),
+        numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+        numpy_helper.from_array(np.array(6.0, np.float32), "six"),
+    ]
+    inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, size, size])]
+    outputs = [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 4])]
+    return _model(nodes, inputs, outputs, initializers)
+
+
 def anomalib_like(score_shape: list, with_map: bool = True) -> onnx.ModelProto:
     """pred_score from a global pool; optional anomaly_map [1,1,64,64]."""
     nodes = [

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,12 +46,16 @@ def load_cost_model(folder: Path, threads: int) -> Any:
 
 
 def save_cost_model(model: Any, folder: Path) -> None:
-    """Save `model` in `folder` once it has learnt something; written aside and renamed, so a crash mid-write
-    leaves the previous file whole."""
+    """Save `model` in `folder` once it has learnt something; written to a file of its own and renamed, so a crash
+    mid-write leaves the previous file whole and two searches saving at once do not mix their writes (the last
+    one's model is kept)."""
     if getattr(model, "booster", None) is None:
         return
-    path = folder / COST_MODEL_FILE
-    partial = folder / f".{COST_MODEL_FILE}.partial"
-    with _booster_format_notes_silenced():
-        model.save(str(partial))
-    os.replace(partial, path)
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{COST_MODEL_FILE}.", delete=False) as handle:
+        partial = Path(handle.name)
+    try:
+        with _booster_format_notes_silenced():
+            model.save(str(partial))
+        os.replace(partial, folder / COST_MODEL_FILE)
+    finally:
+        partial.unlink(missing_ok=True)

@@ -164,6 +164,7 @@ def test_search_reports_progress_and_stores_records_that_the_next_run_reuses(sma
     assert records.read_text().count("\n") >= 8
     # The cost model is kept beside the records, with what it learnt: the next search starts from it.
     assert load_cost_model(records.parent, 2).data_size >= 8
+    assert not list(records.parent.glob(".cost_model*")), "a partial save was left behind"
 
     import tvm
     from tvm import relax

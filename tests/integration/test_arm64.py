@@ -9,6 +9,7 @@ import subprocess
 import zipfile
 
 import numpy as np
+import onnx
 import pytest
 import regex
 import yaml
@@ -16,6 +17,7 @@ import yaml
 from edge_agent.bundle.output_parity import compare
 from tests.agent_harness import REPO, AgentProcess, PackagingRequest, package_models
 from tests.conftest import make_service, stop_workers
+from tests.models import mobilenet_like
 from tests.qemu import arm64_env, arm64_python
 
 ARM64 = {"TargetPlatform": {"Os": "LINUX", "Arch": "ARM64"}, "CompilerOptions": '{"mattr": ["+neon"]}'}
@@ -23,26 +25,37 @@ EM_AARCH64 = 183  # ELF e_machine
 ARM_COMPONENT = "com.example.CircuitBoardsArm64"
 
 
-@pytest.fixture(scope="module")
-def arm64_bundle(tmp_path_factory, reference_model, reference_metadata):
-    """The reference model packaged for Linux ARM64 CPU (cross-compiled here): (unpacked folder, model.zip)."""
+def _package_for_arm64(work, request: PackagingRequest):
+    """`request` packaged for Linux ARM64 CPU (cross-compiled here): (unpacked folder, model.zip)."""
     if shutil.which("aarch64-linux-gnu-gcc") is None:
         pytest.skip("aarch64-linux-gnu-gcc (Debian gcc-aarch64-linux-gnu) is not installed; .ci/run installs it")
-    work = tmp_path_factory.mktemp("arm64")
     service = make_service(work / "data")
     try:
-        archives = package_models(
-            service,
-            [PackagingRequest("boards", reference_model.model_path, reference_metadata, ARM_COMPONENT, "1.0.0")],
-            work / "gg",
-            configurations={ARM_COMPONENT: ARM64},
-        )
+        archives = package_models(service, [request], work / "gg", configurations={request.component: ARM64})
     finally:
         stop_workers(service)
-    archive = archives[f"{ARM_COMPONENT}-1.0.0"]
+    archive = archives[f"{request.component}-{request.version}"]
     with zipfile.ZipFile(archive) as zf:
         zf.extractall(work / "bundle")
     return work / "bundle", archive
+
+
+def _run_under_qemu(bundle, out) -> dict:
+    """The bundle's module run on its golden input by the arm64 Python (emulated): output name → array."""
+    python = arm64_python()
+    done = subprocess.run(
+        [*python, str(REPO / "tests" / "arm64_runner.py"), str(bundle), str(out)],
+        env=arm64_env(REPO), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return dict(np.load(out))
+
+
+@pytest.fixture(scope="module")
+def arm64_bundle(tmp_path_factory, reference_model, reference_metadata):
+    """The reference model packaged for Linux ARM64 CPU: (unpacked folder, model.zip)."""
+    request = PackagingRequest("boards", reference_model.model_path, reference_metadata, ARM_COMPONENT, "1.0.0")
+    return _package_for_arm64(tmp_path_factory.mktemp("arm64"), request)
 
 
 def test_arm64_artifact_is_an_aarch64_library_with_an_aarch64_recipe(arm64_bundle) -> None:
@@ -71,20 +84,29 @@ def test_arm64_module_is_built_from_vectorised_search_free_schedules(arm64_bundl
 
 def test_arm64_module_runs_under_qemu_and_matches_x86_64(arm64_bundle, boards_model, tmp_path) -> None:
     """The golden input through the aarch64 module (emulated) and through the x86_64 build of the same model."""
-    python = arm64_python()
     arm, _ = arm64_bundle
-    out = tmp_path / "arm64-outputs.npz"
-    done = subprocess.run(
-        [*python, str(REPO / "tests" / "arm64_runner.py"), str(arm), str(out)],
-        env=arm64_env(REPO), capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    on_arm = dict(np.load(out))
+    on_arm = _run_under_qemu(arm, tmp_path / "arm64-outputs.npz")
     golden = json.loads((arm / "manifest.json").read_text())["golden"]
     on_x86 = boards_model.engine.run(np.load(arm / golden["input"]))
     assert compare(on_x86, on_arm).ok, compare(on_x86, on_arm).failures
     reference = {name: np.load(arm / path) for name, path in golden["outputs"].items()}  # ONNX Runtime's
     assert compare(reference, on_arm).ok
+
+
+def test_arm64_depthwise_kernels_run_under_qemu_and_match_onnx_runtime(tmp_path) -> None:
+    """Depthwise convolutions (3×3 on rows widened from 15 to 16, 5×5 stride 2 with a channel multiplier) built
+    for NEON from the search-free rules, run emulated, against ONNX Runtime's outputs for the golden input."""
+    arm64_python()  # skip before packaging where qemu or the sysroot is missing
+    model_file = tmp_path / "mobilenet.onnx"
+    onnx.save(mobilenet_like(), model_file)
+    request = PackagingRequest("mobilenet", model_file, {}, "com.example.MobileNetArm64", "1.0.0")
+    bundle, _ = _package_for_arm64(tmp_path, request)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    tuning = manifest["compiler"]["tuning"]
+    assert tuning["search_free"] == tuning["tasks"] > 0, tuning
+    on_arm = _run_under_qemu(bundle, tmp_path / "outputs.npz")
+    reference = {name: np.load(bundle / path) for name, path in manifest["golden"]["outputs"].items()}
+    assert compare(reference, on_arm).ok, compare(reference, on_arm).failures
 
 
 def test_the_agent_refuses_an_arm64_bundle_on_this_x86_64_machine(arm64_bundle, client_stubs, tmp_path) -> None:
