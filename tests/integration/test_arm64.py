@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -25,7 +26,7 @@ EM_AARCH64 = 183  # ELF e_machine
 ARM_COMPONENT = "com.example.CircuitBoardsArm64"
 
 
-def _package_for_arm64(work, request: PackagingRequest):
+def _package_for_arm64(work: Path, request: PackagingRequest) -> tuple[Path, Path]:
     """`request` packaged for Linux ARM64 CPU (cross-compiled here): (unpacked folder, model.zip)."""
     if shutil.which("aarch64-linux-gnu-gcc") is None:
         pytest.skip("aarch64-linux-gnu-gcc (Debian gcc-aarch64-linux-gnu) is not installed; .ci/run installs it")
@@ -40,7 +41,7 @@ def _package_for_arm64(work, request: PackagingRequest):
     return work / "bundle", archive
 
 
-def _run_under_qemu(bundle, out) -> dict:
+def _run_under_qemu(bundle: Path, out: Path) -> dict[str, np.ndarray]:
     """The bundle's module run on its golden input by the arm64 Python (emulated): output name → array."""
     python = arm64_python()
     done = subprocess.run(
