@@ -172,10 +172,9 @@ def _fuse_epilogues(schedule: Any) -> None:
     whatever a tuning search later changes in its decisions."""
     from tvm import s_tir
 
-    try:
-        convolution = schedule.get_sblock(PACKED_CONV_BLOCK)
-    except s_tir.ScheduleError:  # not a packed convolution (nothing is recorded in the trace)
+    if not _has_block(schedule, PACKED_CONV_BLOCK):  # not a packed convolution (nothing is recorded in the trace)
         return
+    convolution = schedule.get_sblock(PACKED_CONV_BLOCK)
     consumers = schedule.get_consumers(convolution)
     if len(consumers) != 1:
         return
